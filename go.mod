@@ -1,0 +1,3 @@
+module dovecot-kafka
+
+go 1.26.0
