@@ -1,0 +1,97 @@
+# dovecot-kafka: make targets. `make` alone prints this list.
+# Variables can be overridden: make test PKG=./parser/ TESTFLAGS=-v
+
+GO        ?= go
+PKG       ?= ./...
+TESTFLAGS ?=
+BIN       ?= dovecot-kafka
+PREFIX    ?= /usr/local
+VERSION   ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
+KAFKA_BROKERS ?= 127.0.0.1:19092
+FUZZTIME  ?= 30s
+
+export CGO_ENABLED = 1
+
+.PHONY: help
+help:
+	@echo "make build             build ./$(BIN)"
+	@echo "make demo              start a local Kafka, publish examples/events.jsonl, print the records"
+	@echo "make test              unit tests, Lua tests, then the real-broker and real-Dovecot tests"
+	@echo "make test-unit         Go unit tests and Lua script tests only (no services)"
+	@echo "make test-race         Go unit tests with the race detector"
+	@echo "make test-integration  Go tests against the broker at KAFKA_BROKERS ($(KAFKA_BROKERS))"
+	@echo "make test-e2e          real Dovecot + daemon + Kafka, compared with the expected captures"
+	@echo "make bench             Go benchmarks and the one-million-line backlog run"
+	@echo "make fuzz              run each fuzz test for FUZZTIME ($(FUZZTIME))"
+	@echo "make lint              gofmt, go vet, luacheck (and staticcheck if installed)"
+	@echo "make tidy-check        go.mod and go.sum are tidy"
+	@echo "make install           install the binary into PREFIX/bin"
+	@echo "make clean             remove build output"
+
+.PHONY: build
+build:
+	$(GO) build -ldflags "-X main.version=$(VERSION)" -o $(BIN) .
+
+.PHONY: demo
+demo:
+	scripts/demo.sh
+
+.PHONY: test-unit
+test-unit:
+	@echo ">> go unit tests"
+	$(GO) test $(TESTFLAGS) $(PKG)
+	@echo ">> lua script tests"
+	dovecot-conf/test/run.sh
+
+# The full suite needs a broker (scripts/kafka.sh start) and root for the
+# private Dovecot instance; .ci/run starts what it needs and calls this.
+.PHONY: test
+test: lint test-unit test-integration test-e2e
+
+.PHONY: test-race
+test-race:
+	$(GO) test -race $(TESTFLAGS) $(PKG)
+
+.PHONY: test-integration
+test-integration:
+	@echo ">> integration tests against $(KAFKA_BROKERS)"
+	KAFKA_BROKERS=$(KAFKA_BROKERS) $(GO) test -tags integration -count=1 $(TESTFLAGS) ./test/integration/ ./sink/
+
+.PHONY: test-e2e
+test-e2e:
+	@echo ">> end-to-end: Dovecot scenario -> daemon -> Kafka"
+	KAFKA_BROKERS=$(KAFKA_BROKERS) test/e2e/run.sh
+
+.PHONY: bench
+bench:
+	$(GO) test -run '^$$' -bench . -benchmem ./parser/ ./mapping/ ./state/
+	KAFKA_BROKERS=$(KAFKA_BROKERS) scripts/bench-backlog.sh
+
+.PHONY: fuzz
+fuzz:
+	$(GO) test -run '^$$' -fuzz FuzzParse -fuzztime $(FUZZTIME) ./parser/
+	$(GO) test -run '^$$' -fuzz FuzzFromEvent -fuzztime $(FUZZTIME) ./mapping/
+
+.PHONY: lint
+lint:
+	@echo ">> gofmt"
+	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
+	@echo ">> go vet"
+	$(GO) vet $(PKG)
+	$(GO) vet -tags integration ./test/integration/
+	@if command -v staticcheck >/dev/null; then echo ">> staticcheck"; staticcheck $(PKG); fi
+	@echo ">> luacheck"
+	luacheck --config dovecot-conf/.luacheckrc dovecot-conf/
+
+.PHONY: tidy-check
+tidy-check:
+	$(GO) mod tidy
+	git diff --exit-code go.mod go.sum
+
+.PHONY: install
+install: build
+	install -D -m 0755 $(BIN) $(DESTDIR)$(PREFIX)/bin/$(BIN)
+
+.PHONY: clean
+clean:
+	rm -f $(BIN)

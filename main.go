@@ -1,0 +1,236 @@
+// Command dovecot-kafka follows the events file that Dovecot's
+// push-events.lua script appends to and publishes every mailbox event to
+// Kafka, keyed by user, in the JSON format of the old push-notification
+// Kafka driver. It saves its position in the file only once Kafka has
+// acknowledged every line before it, so a restart, a crash or a Kafka
+// outage loses nothing.
+//
+// Usage:
+//
+//	dovecot-kafka -config /etc/dovecot-kafka/dovecot-kafka.toml
+//
+// SIGTERM or SIGINT stops it cleanly: reading stops, Kafka gets
+// kafka.flush_time_in_ms to acknowledge what was sent, the checkpoint is
+// saved and the process exits 0.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"os/signal"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/mattn/go-isatty"
+	"github.com/rs/zerolog"
+
+	"dovecot-kafka/config"
+	"dovecot-kafka/follow"
+	"dovecot-kafka/pipeline"
+	"dovecot-kafka/sink"
+	"dovecot-kafka/state"
+)
+
+// version is set at build time with -ldflags "-X main.version=...".
+var version = "dev"
+
+func main() {
+	os.Exit(run())
+}
+
+func run() int {
+	configPath := flag.String("config", "/etc/dovecot-kafka/dovecot-kafka.toml", "configuration file (TOML)")
+	startAt := flag.String("start-at", "", "where to start when there is no usable checkpoint, or to override it: beginning, end, or a byte offset in the events file")
+	showVersion := flag.Bool("version", false, "print the version and exit")
+	flag.Usage = func() {
+		fmt.Fprintf(flag.CommandLine.Output(), "Usage: %s [-config FILE] [-start-at beginning|end|OFFSET]\n\n", os.Args[0])
+		fmt.Fprintln(flag.CommandLine.Output(), "Publishes the Dovecot events file written by push-events.lua to Kafka.")
+		flag.PrintDefaults()
+	}
+	flag.Parse()
+	if *showVersion {
+		fmt.Println("dovecot-kafka", version)
+		return 0
+	}
+
+	cfg, err := config.Load(*configPath)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "dovecot-kafka:", err)
+		return 2
+	}
+	log := newLogger(cfg)
+
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+
+	if err := serve(ctx, cfg, *startAt, log); err != nil {
+		log.Error().Err(err).Msg("stopped")
+		return 1
+	}
+	return 0
+}
+
+func newLogger(cfg *config.Config) zerolog.Logger {
+	level, _ := zerolog.ParseLevel(cfg.LogLevel) // checked by config.Load
+	zerolog.TimeFieldFormat = time.RFC3339Nano
+	console := cfg.LogFormat == "console" ||
+		(cfg.LogFormat == "auto" && isatty.IsTerminal(os.Stderr.Fd()))
+	var log zerolog.Logger
+	if console {
+		log = zerolog.New(zerolog.ConsoleWriter{Out: os.Stderr, TimeFormat: "15:04:05.000"})
+	} else {
+		log = zerolog.New(os.Stderr)
+	}
+	return log.Level(level).With().Timestamp().Logger()
+}
+
+// serve runs the flow until ctx is done, starting it again from the
+// checkpoint whenever a delivery failure asks for that.
+func serve(ctx context.Context, cfg *config.Config, startAt string, log zerolog.Logger) error {
+	store := state.NewStore(cfg.CheckpointFile)
+	start, err := startPosition(store, cfg.EventsFile, startAt, log)
+	if err != nil {
+		return err
+	}
+
+	drivers := cfg.MappingDrivers()
+	topics := make([]string, len(drivers))
+	for i, d := range drivers {
+		topics[i] = d.Topic
+	}
+	log.Info().
+		Str("version", version).
+		Str("path", cfg.EventsFile).
+		Str("checkpoint", cfg.CheckpointFile).
+		Str("dead_letter", cfg.DeadLetterFile).
+		Str("brokers", cfg.Kafka.Brokers).
+		Strs("topics", topics).
+		Strs("userdb_fields", cfg.UserdbFields()).
+		Int64("offset", start.Offset).
+		Msg("starting; push_events_userdb_fields in Dovecot must list userdb_fields")
+	if err := cfg.CheckPaths(); err != nil {
+		log.Warn().Err(err).Msg("the events file's directory is missing; waiting for it")
+	}
+
+	opts := pipeline.Options{
+		Drivers:            drivers,
+		Checkpoints:        store,
+		CheckpointInterval: time.Duration(cfg.CheckpointInterval),
+		FlushTimeout:       time.Duration(cfg.Kafka.FlushTimeInMs) * time.Millisecond,
+		MaxPendingLines:    cfg.MaxPendingLines,
+		DeadLetter:         pipeline.NewDeadLetter(cfg.DeadLetterFile),
+		Log:                log.With().Str("component", "pipeline").Logger(),
+	}
+	var stats pipeline.Stats
+	backoff := time.Second
+	for {
+		err := runOnce(ctx, cfg, start, opts, &stats, log)
+		if !errors.Is(err, pipeline.ErrRewind) {
+			logSummary(log, &stats, store)
+			return err
+		}
+		// Start again from what Kafka acknowledged.
+		select {
+		case <-ctx.Done():
+			logSummary(log, &stats, store)
+			return nil
+		case <-time.After(backoff):
+		}
+		backoff = min(backoff*2, 30*time.Second)
+		cp, err := store.Load()
+		if err != nil && !errors.Is(err, state.ErrNoCheckpoint) {
+			return err
+		}
+		if err == nil {
+			start = cp.Position()
+			start.Path = cfg.EventsFile
+		}
+		log.Info().Int64("offset", start.Offset).Msg("restarting from the checkpoint")
+	}
+}
+
+func runOnce(ctx context.Context, cfg *config.Config, start follow.Position, opts pipeline.Options, stats *pipeline.Stats, log zerolog.Logger) error {
+	reader, err := follow.Open(cfg.EventsFile, start, follow.Options{
+		MaxLineBytes: cfg.MaxLineBytes,
+		Log:          log.With().Str("component", "follow").Logger(),
+	})
+	if err != nil {
+		return fmt.Errorf("open events file: %w", err)
+	}
+	defer reader.Close()
+
+	producer, err := sink.New(cfg.Sink(), log.With().Str("component", "kafka").Logger())
+	if err != nil {
+		return err
+	}
+	return pipeline.Run(ctx, reader, producer, opts, stats)
+}
+
+// startPosition decides where reading starts: the checkpoint, unless
+// -start-at overrides it or there is none.
+func startPosition(store *state.Store, path, startAt string, log zerolog.Logger) (follow.Position, error) {
+	cp, err := store.Load()
+	switch {
+	case startAt != "":
+		pos, perr := parseStartAt(path, startAt)
+		if perr != nil {
+			return follow.Position{}, perr
+		}
+		if err == nil {
+			log.Warn().Int64("offset", pos.Offset).Int64("checkpoint_offset", cp.Offset).
+				Msg("-start-at overrides the saved checkpoint")
+		}
+		return pos, nil
+	case err == nil:
+		pos := cp.Position()
+		pos.Path = path
+		log.Info().Str("path", path).Uint64("inode", cp.Inode).Int64("offset", cp.Offset).Msg("resuming from the checkpoint")
+		return pos, nil
+	case errors.Is(err, state.ErrNoCheckpoint):
+		log.Info().Str("path", path).Msg("no checkpoint yet; starting at the beginning of the events file")
+		return follow.Position{Path: path}, nil
+	default:
+		return follow.Position{}, err
+	}
+}
+
+func parseStartAt(path, s string) (follow.Position, error) {
+	switch strings.ToLower(s) {
+	case "beginning":
+		return follow.Position{Path: path}, nil
+	case "end":
+		id, size, err := follow.Identify(path)
+		if err != nil {
+			return follow.Position{}, fmt.Errorf("-start-at end: %w", err)
+		}
+		return follow.Position{Path: path, File: id, Offset: size}, nil
+	}
+	off, err := strconv.ParseInt(s, 10, 64)
+	if err != nil || off < 0 {
+		return follow.Position{}, fmt.Errorf("-start-at %q: use beginning, end, or a byte offset", s)
+	}
+	id, _, err := follow.Identify(path)
+	if err != nil {
+		return follow.Position{}, fmt.Errorf("-start-at %d: %w", off, err)
+	}
+	return follow.Position{Path: path, File: id, Offset: off}, nil
+}
+
+func logSummary(log zerolog.Logger, s *pipeline.Stats, store *state.Store) {
+	e := log.Info().
+		Int64("lines_read", s.LinesRead.Load()).
+		Int64("bad_lines", s.BadLines.Load()).
+		Int64("records_produced", s.RecordsProduced.Load()).
+		Int64("records_delivered", s.RecordsDelivered.Load()).
+		Int64("records_rejected", s.RecordsRejected.Load()).
+		Int64("dead_lettered", s.DeadLettered.Load())
+	if cp, err := store.Load(); err == nil {
+		e = e.Str("path", cp.Path).Uint64("inode", cp.Inode).Int64("offset", cp.Offset)
+	}
+	e.Msg("stopped")
+}

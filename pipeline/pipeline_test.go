@@ -1,0 +1,373 @@
+package pipeline
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/confluentinc/confluent-kafka-go/v2/kafka"
+	"github.com/rs/zerolog"
+
+	"dovecot-kafka/follow"
+	"dovecot-kafka/mapping"
+	"dovecot-kafka/sink"
+	"dovecot-kafka/state"
+)
+
+// fakeSource returns its lines, then blocks until the context is done.
+type fakeSource struct {
+	lines []follow.Line
+}
+
+func lines(texts ...string) *fakeSource {
+	s := &fakeSource{}
+	var off int64
+	for _, t := range texts {
+		s.lines = append(s.lines, follow.Line{
+			Pos:     follow.Position{Path: "/events.jsonl", File: follow.FileID{Dev: 1, Inode: 2}, Offset: off},
+			End:     off + int64(len(t)) + 1,
+			Data:    []byte(t),
+			TooLong: strings.HasPrefix(t, "TOOLONG"),
+		})
+		off += int64(len(t)) + 1
+	}
+	return s
+}
+
+func (s *fakeSource) Next(ctx context.Context) (follow.Line, error) {
+	if len(s.lines) == 0 {
+		<-ctx.Done()
+		return follow.Line{}, ctx.Err()
+	}
+	l := s.lines[0]
+	s.lines = s.lines[1:]
+	return l, nil
+}
+
+// fakeSink records what is produced; the test decides when and how each
+// record is acknowledged. Flush acknowledges everything outstanding when
+// flushAcks is set.
+type fakeSink struct {
+	mu        sync.Mutex
+	produced  []sink.Record
+	unacked   []uint64
+	ch        chan sink.Delivery
+	flushAcks bool
+	closed    bool
+	produceCh chan struct{}
+}
+
+func newFakeSink() *fakeSink {
+	return &fakeSink{ch: make(chan sink.Delivery, 1000), produceCh: make(chan struct{}, 1000)}
+}
+
+func (f *fakeSink) Produce(ctx context.Context, r sink.Record) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	r.Value = append([]byte(nil), r.Value...)
+	r.Key = append([]byte(nil), r.Key...)
+	f.produced = append(f.produced, r)
+	f.unacked = append(f.unacked, r.Seq)
+	f.produceCh <- struct{}{}
+	return nil
+}
+
+func (f *fakeSink) Deliveries() <-chan sink.Delivery { return f.ch }
+
+// ack delivers the i-th produced record (in produce order) with err.
+func (f *fakeSink) ack(i int, err error) {
+	f.mu.Lock()
+	r := f.produced[i]
+	f.mu.Unlock()
+	d := sink.Delivery{Seq: r.Seq, Topic: r.Topic}
+	if err != nil {
+		d.Err, d.Class = err, sink.Classify(err)
+	}
+	f.ch <- d
+}
+
+func (f *fakeSink) Flush(time.Duration) int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if !f.flushAcks {
+		return len(f.unacked)
+	}
+	for _, seq := range f.unacked {
+		f.ch <- sink.Delivery{Seq: seq}
+	}
+	f.unacked = nil
+	return 0
+}
+
+func (f *fakeSink) Close() {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if !f.closed {
+		f.closed = true
+		close(f.ch)
+	}
+}
+
+func (f *fakeSink) waitProduced(t *testing.T, n int) {
+	t.Helper()
+	for i := 0; i < n; i++ {
+		select {
+		case <-f.produceCh:
+		case <-time.After(10 * time.Second):
+			t.Fatalf("only %d of %d records produced", i, n)
+		}
+	}
+}
+
+type memCheckpoints struct {
+	mu    sync.Mutex
+	saved []state.Checkpoint
+	fail  bool
+}
+
+func (m *memCheckpoints) Save(cp state.Checkpoint) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.fail {
+		return errors.New("disk full")
+	}
+	m.saved = append(m.saved, cp)
+	return nil
+}
+
+func (m *memCheckpoints) last() (state.Checkpoint, bool) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if len(m.saved) == 0 {
+		return state.Checkpoint{}, false
+	}
+	return m.saved[len(m.saved)-1], true
+}
+
+func testOptions(t *testing.T, cps *memCheckpoints) Options {
+	return Options{
+		Drivers:            []*mapping.Driver{{Topic: "dovecot", Events: mapping.AllEvents, KeywordPrefix: "$", SendFlags: true}},
+		Checkpoints:        cps,
+		CheckpointInterval: 5 * time.Millisecond,
+		FlushTimeout:       time.Second,
+		MaxPendingLines:    100,
+		DeadLetter:         NewDeadLetter(filepath.Join(t.TempDir(), "dead-letter.jsonl")),
+		Log:                zerolog.New(zerolog.NewTestWriter(t)),
+	}
+}
+
+const (
+	readLine1 = `{"user":"a","event":"MessageRead","mailbox":"INBOX","uidvalidity":1,"uid":1}`
+	readLine2 = `{"user":"b","event":"MessageRead","mailbox":"INBOX","uidvalidity":1,"uid":2}`
+	readLine3 = `{"user":"a","event":"MessageRead","mailbox":"INBOX","uidvalidity":1,"uid":3}`
+)
+
+func eventually(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+// The checkpoint never passes a line that Kafka has not acknowledged, even
+// when later lines are acknowledged first.
+func TestCheckpointWaitsForEarlierLines(t *testing.T) {
+	src := lines(readLine1, readLine2, readLine3)
+	snk := newFakeSink()
+	cps := &memCheckpoints{}
+	var stats Stats
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- Run(ctx, src, snk, testOptions(t, cps), &stats) }()
+
+	snk.waitProduced(t, 3)
+	snk.ack(2, nil)
+	snk.ack(1, nil)
+	eventually(t, "two deliveries", func() bool { return stats.RecordsDelivered.Load() == 2 })
+	time.Sleep(20 * time.Millisecond) // several checkpoint intervals
+	if cp, ok := cps.last(); ok {
+		t.Fatalf("checkpoint saved at %d while line 1 is unacknowledged", cp.Offset)
+	}
+
+	snk.ack(0, nil)
+	end := src3End()
+	eventually(t, "the checkpoint at the end", func() bool {
+		cp, ok := cps.last()
+		return ok && cp.Offset == end
+	})
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+}
+
+func src3End() int64 {
+	return int64(len(readLine1) + len(readLine2) + len(readLine3) + 3)
+}
+
+// A clean stop waits for the outstanding acknowledgements (Flush) and saves
+// the final position.
+func TestCleanStopFlushesAndSaves(t *testing.T) {
+	src := lines(readLine1, readLine2, readLine3)
+	snk := newFakeSink()
+	snk.flushAcks = true
+	cps := &memCheckpoints{}
+	var stats Stats
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- Run(ctx, src, snk, testOptions(t, cps), &stats) }()
+	snk.waitProduced(t, 3)
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	cp, ok := cps.last()
+	if !ok || cp.Offset != src3End() {
+		t.Fatalf("final checkpoint %+v, want offset %d", cp, src3End())
+	}
+	if stats.RecordsProduced.Load() != 3 || stats.RecordsDelivered.Load() != 3 {
+		t.Errorf("stats: produced %d delivered %d", stats.RecordsProduced.Load(), stats.RecordsDelivered.Load())
+	}
+}
+
+// Bad lines go to the dead-letter file with their offset and reason; the
+// good lines around them are published and the checkpoint moves past all.
+func TestBadLinesAreDeadLettered(t *testing.T) {
+	bad := `{"user":"a","event":"MessageSent","mailbox":"INBOX"}`
+	src := lines(readLine1, `not json`, bad, "TOOLONG xxxx", readLine2)
+	snk := newFakeSink()
+	snk.flushAcks = true
+	cps := &memCheckpoints{}
+	opts := testOptions(t, cps)
+	var stats Stats
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- Run(ctx, src, snk, opts, &stats) }()
+	snk.waitProduced(t, 2)
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if got := stats.BadLines.Load(); got != 3 {
+		t.Errorf("bad lines %d, want 3", got)
+	}
+	data, err := os.ReadFile(opts.DeadLetter.Path())
+	if err != nil {
+		t.Fatal(err)
+	}
+	entries := strings.Split(strings.TrimSpace(string(data)), "\n")
+	if len(entries) != 3 {
+		t.Fatalf("dead-letter file has %d entries, want 3:\n%s", len(entries), data)
+	}
+	var first struct {
+		Offset int64  `json:"offset"`
+		Reason string `json:"reason"`
+		Line   string `json:"line"`
+		Error  string `json:"error"`
+	}
+	if err := json.Unmarshal([]byte(entries[0]), &first); err != nil {
+		t.Fatal(err)
+	}
+	if first.Offset != int64(len(readLine1)+1) || first.Line != "not json" || first.Error == "" {
+		t.Errorf("first entry %+v", first)
+	}
+	if !strings.Contains(entries[1], "unknown event") {
+		t.Errorf("second entry %s", entries[1])
+	}
+	cp, _ := cps.last()
+	srcEnd := int64(len(readLine1) + len("not json") + len(bad) + len("TOOLONG xxxx") + len(readLine2) + 5)
+	if cp.Offset != srcEnd {
+		t.Errorf("checkpoint %d, want %d", cp.Offset, srcEnd)
+	}
+}
+
+// A record Kafka rejects for good is dead-lettered and does not hold back
+// the checkpoint.
+func TestRejectedRecordIsDeadLettered(t *testing.T) {
+	src := lines(readLine1, readLine2)
+	snk := newFakeSink()
+	cps := &memCheckpoints{}
+	opts := testOptions(t, cps)
+	var stats Stats
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- Run(ctx, src, snk, opts, &stats) }()
+	snk.waitProduced(t, 2)
+	snk.ack(0, kafka.NewError(kafka.ErrMsgSizeTooLarge, "too large", false))
+	snk.ack(1, nil)
+	eventually(t, "the checkpoint past both lines", func() bool {
+		cp, ok := cps.last()
+		return ok && cp.Offset == int64(len(readLine1)+len(readLine2)+2)
+	})
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if stats.RecordsRejected.Load() != 1 || stats.DeadLettered.Load() != 1 {
+		t.Errorf("rejected %d dead-lettered %d", stats.RecordsRejected.Load(), stats.DeadLettered.Load())
+	}
+	data, _ := os.ReadFile(opts.DeadLetter.Path())
+	if !strings.Contains(string(data), `"topic":"dovecot"`) || !strings.Contains(string(data), "too large") {
+		t.Errorf("dead-letter entry: %s", data)
+	}
+}
+
+// A delivery that failed in a way a later attempt may fix stops the run
+// with ErrRewind and leaves the checkpoint before the failed line.
+func TestRetriableFailureRewinds(t *testing.T) {
+	src := lines(readLine1, readLine2)
+	snk := newFakeSink()
+	cps := &memCheckpoints{}
+	var stats Stats
+	done := make(chan error, 1)
+	go func() { done <- Run(context.Background(), src, snk, testOptions(t, cps), &stats) }()
+	snk.waitProduced(t, 2)
+	snk.ack(0, nil)
+	snk.ack(1, kafka.NewError(kafka.ErrMsgTimedOut, "timed out", false))
+	select {
+	case err := <-done:
+		if !errors.Is(err, ErrRewind) {
+			t.Fatalf("Run = %v, want ErrRewind", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Run did not return after a retriable failure")
+	}
+	cp, ok := cps.last()
+	if !ok || cp.Offset != int64(len(readLine1)+1) {
+		t.Fatalf("checkpoint %+v, want just past line 1", cp)
+	}
+}
+
+// A failing checkpoint store does not stop publishing; the position is
+// saved once the store works again.
+func TestCheckpointFailureIsRetried(t *testing.T) {
+	src := lines(readLine1)
+	snk := newFakeSink()
+	cps := &memCheckpoints{fail: true}
+	var stats Stats
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- Run(ctx, src, snk, testOptions(t, cps), &stats) }()
+	snk.waitProduced(t, 1)
+	snk.ack(0, nil)
+	eventually(t, "a failed save", func() bool { return stats.CheckpointErrors.Load() > 0 })
+	cps.mu.Lock()
+	cps.fail = false
+	cps.mu.Unlock()
+	eventually(t, "a saved checkpoint", func() bool { _, ok := cps.last(); return ok })
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+}
