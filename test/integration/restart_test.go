@@ -236,6 +236,26 @@ func consume(t *testing.T, topic string, want int) map[string][]int {
 // appending, restarts it, and checks on Kafka that every event arrived
 // exactly once and in order per user.
 func TestStopAndRestart(t *testing.T) {
+	lost, dup := restartRun(t, syscall.SIGTERM)
+	if lost != 0 || dup != 0 {
+		t.Fatalf("lost %d, duplicated %d; want none lost and none duplicated after clean stops", lost, dup)
+	}
+}
+
+// TestKillAndRestart kills the daemon with SIGKILL while a writer keeps
+// appending. Nothing may be lost; lines in flight since the last saved
+// checkpoint may be published again (at least once).
+func TestKillAndRestart(t *testing.T) {
+	lost, _ := restartRun(t, syscall.SIGKILL)
+	if lost != 0 {
+		t.Fatalf("lost %d events after SIGKILL; want none", lost)
+	}
+}
+
+// restartRun stops the daemon three times with sig while a writer keeps
+// appending, lets a last run catch up, and returns how many events were
+// lost and duplicated on Kafka. Per-user order is checked on the way.
+func restartRun(t *testing.T, sig syscall.Signal) (lost, dup int) {
 	brokers(t)
 	bin := buildDaemon(t)
 	dir := t.TempDir()
@@ -258,7 +278,8 @@ func TestStopAndRestart(t *testing.T) {
 		waitFor(t, "the checkpoint to move", 60*time.Second, func() bool {
 			return checkpointOffset(t, dir) > before
 		})
-		if code := d.stop(t, syscall.SIGTERM); code != 0 {
+		code := d.stop(t, sig)
+		if sig == syscall.SIGTERM && code != 0 {
 			t.Fatalf("stop %d: exit status %d, want 0", i, code)
 		}
 	}
@@ -283,12 +304,13 @@ func TestStopAndRestart(t *testing.T) {
 		for i, uid := range uids {
 			seen[uid]++
 			total++
-			if i > 0 && uid <= uids[i-1] {
+			// A duplicate after SIGKILL repeats a run of earlier
+			// records; order is checked only against first sightings.
+			if i > 0 && uid <= uids[i-1] && seen[uid] == 1 {
 				t.Errorf("%s: uid %d after %d: out of order", user, uid, uids[i-1])
 			}
 		}
 	}
-	lost, dup := 0, 0
 	for uid := 1; uid <= written; uid++ {
 		switch c := seen[uid]; {
 		case c == 0:
@@ -297,8 +319,6 @@ func TestStopAndRestart(t *testing.T) {
 			dup += c - 1
 		}
 	}
-	t.Logf("written %d, delivered %d, lost %d, duplicated %d, over %d SIGTERM restarts", written, total, lost, dup, stops)
-	if lost != 0 || dup != 0 || total != written {
-		t.Fatalf("written %d, delivered %d: lost %d, duplicated %d; want none lost and none duplicated", written, total, lost, dup)
-	}
+	t.Logf("written %d, delivered %d, lost %d, duplicated %d, over %d restarts after %v", written, total, lost, dup, stops, sig)
+	return lost, dup
 }

@@ -1,0 +1,182 @@
+package follow
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+)
+
+// FingerprintMax is the number of leading bytes of a file that a fingerprint
+// covers once the file is at least that long.
+const FingerprintMax = 256
+
+// FileID identifies one file independently of its name.
+type FileID struct {
+	Dev, Inode uint64
+	// Fingerprint is a hash (64-bit FNV-1a) of the file's first
+	// FingerprintLen bytes (at most FingerprintMax, fewer while the file is
+	// shorter); it tells a new file that reuses an inode from the old one.
+	Fingerprint    uint64
+	FingerprintLen int
+}
+
+// IsZero reports whether id is unknown (no device and no inode number).
+func (id FileID) IsZero() bool {
+	return id.Dev == 0 && id.Inode == 0
+}
+
+// Position is where reading (re)starts.
+type Position struct {
+	// Path is the path given to [Open]. The file may since have been
+	// renamed; File is what identifies it.
+	Path string
+	// File identifies the file; the zero FileID means unknown.
+	File FileID
+	// Offset is a byte offset in File, normally just past a '\n'.
+	Offset int64
+}
+
+// Identify returns the identity of the file at path and its size, for
+// example to build a [Position] at the current end of the file. A size taken
+// while a writer is in the middle of a line points inside that line.
+func Identify(path string) (FileID, int64, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return FileID{}, 0, err
+	}
+	defer f.Close()
+
+	id, info, err := identify(f)
+	if err != nil {
+		return FileID{}, 0, fmt.Errorf("identify %s: %w", path, err)
+	}
+	return id, info.size, nil
+}
+
+// fileInfo is what fstat tells about an open file, beyond its identity.
+type fileInfo struct {
+	size  int64
+	nlink uint64
+}
+
+// errNoInode means the platform reported no device and inode numbers.
+var errNoInode = errors.New("follow: no inode number available")
+
+// identify returns the identity of f, with a fingerprint of as many of its
+// first bytes as there are (up to FingerprintMax).
+func identify(f *os.File) (FileID, fileInfo, error) {
+	fi, err := f.Stat()
+	if err != nil {
+		return FileID{}, fileInfo{}, err
+	}
+	dev, ino, nlink, ok := sysInfo(fi)
+	if !ok {
+		return FileID{}, fileInfo{}, errNoInode
+	}
+	info := fileInfo{size: fi.Size(), nlink: nlink}
+
+	fp, n, err := readFingerprint(f, FingerprintMax)
+	if err != nil {
+		return FileID{}, fileInfo{}, fmt.Errorf("read first bytes: %w", err)
+	}
+	return FileID{Dev: dev, Inode: ino, Fingerprint: fp, FingerprintLen: n}, info, nil
+}
+
+// readFingerprint hashes the first n bytes of f (at most FingerprintMax). It
+// returns the number of bytes hashed, which is smaller when f is shorter.
+func readFingerprint(f *os.File, n int) (uint64, int, error) {
+	var b [FingerprintMax]byte
+	n = min(max(n, 0), FingerprintMax)
+	got, err := f.ReadAt(b[:n], 0)
+	if err != nil && !errors.Is(err, io.EOF) {
+		return 0, 0, err
+	}
+	return fingerprint(b[:got]), got, nil
+}
+
+// fingerprint hashes b with 64-bit FNV-1a (the same as hash/fnv's New64a,
+// without an allocation). The hash must stay stable across versions and
+// machines, since checkpoints store it.
+func fingerprint(b []byte) uint64 {
+	const (
+		offset64 = 14695981039346656037
+		prime64  = 1099511628211
+	)
+	h := uint64(offset64)
+	for _, c := range b {
+		h ^= uint64(c)
+		h *= prime64
+	}
+	return h
+}
+
+// matches reports whether f is the file that want identifies: the same
+// device and inode, and first want.FingerprintLen bytes with the same hash.
+// It also returns f's size.
+func matches(f *os.File, want FileID) (bool, int64, error) {
+	fi, err := f.Stat()
+	if err != nil {
+		return false, 0, err
+	}
+	dev, ino, _, ok := sysInfo(fi)
+	if !ok {
+		return false, 0, errNoInode
+	}
+	if dev != want.Dev || ino != want.Inode {
+		return false, fi.Size(), nil
+	}
+	if want.FingerprintLen < 0 || want.FingerprintLen > FingerprintMax {
+		return false, fi.Size(), nil
+	}
+
+	fp, n, err := readFingerprint(f, want.FingerprintLen)
+	if err != nil {
+		return false, 0, fmt.Errorf("read first bytes: %w", err)
+	}
+	return n == want.FingerprintLen && fp == want.Fingerprint, fi.Size(), nil
+}
+
+// findFile looks in dir for a regular file whose identity is want, such as
+// the rotated generation of the events file. It returns the open file and
+// its name, or a nil file if there is none.
+func findFile(dir string, want FileID) (*os.File, string, error) {
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return nil, "", err
+	}
+	for _, e := range entries {
+		if !e.Type().IsRegular() {
+			continue
+		}
+		fi, err := e.Info()
+		if err != nil {
+			continue // removed since ReadDir
+		}
+		dev, ino, _, ok := sysInfo(fi)
+		if !ok || dev != want.Dev || ino != want.Inode {
+			continue
+		}
+
+		name := filepath.Join(dir, e.Name())
+		f, err := os.Open(name)
+		if errors.Is(err, fs.ErrNotExist) {
+			continue
+		}
+		if err != nil {
+			return nil, name, err
+		}
+		ok, _, err = matches(f, want)
+		if err != nil || !ok {
+			f.Close()
+			if err != nil {
+				return nil, name, fmt.Errorf("check %s: %w", name, err)
+			}
+			continue
+		}
+		return f, name, nil
+	}
+	return nil, "", nil
+}

@@ -1,0 +1,668 @@
+package follow_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"dovecot-kafka/follow"
+)
+
+// waitLimit bounds every wait for a line, so that a broken reader fails the
+// test instead of hanging it. It is not a performance expectation.
+const waitLimit = 10 * time.Second
+
+// quietWait is how long a test lets the reader try before concluding that
+// no line is coming. A slow machine can only make such a test pass
+// wrongly, never fail wrongly.
+const quietWait = 50 * time.Millisecond
+
+// fakeClock is a clock that moves only when told to.
+type fakeClock struct {
+	mu  sync.Mutex
+	now time.Time
+}
+
+func newFakeClock() *fakeClock {
+	return &fakeClock{now: time.Date(2025, 1, 2, 3, 4, 5, 0, time.UTC)}
+}
+
+func (c *fakeClock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.now
+}
+
+func (c *fakeClock) Advance(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.now = c.now.Add(d)
+}
+
+// testOptions returns options with short intervals and logs to t.
+func testOptions(t testing.TB) follow.Options {
+	return follow.Options{
+		PollInterval:     10 * time.Millisecond,
+		RotateGrace:      50 * time.Millisecond,
+		MaxRetryInterval: 50 * time.Millisecond,
+		Log:              zerolog.New(zerolog.NewTestWriter(t)),
+	}
+}
+
+func open(t testing.TB, path string, start follow.Position, opts follow.Options) *follow.Reader {
+	t.Helper()
+	r, err := follow.Open(path, start, opts)
+	if err != nil {
+		t.Fatalf("Open: %v", err)
+	}
+	t.Cleanup(func() { r.Close() })
+	return r
+}
+
+// got is a Line with its data copied.
+type got struct {
+	Data    string
+	Offset  int64
+	End     int64
+	File    follow.FileID
+	TooLong bool
+}
+
+func (g got) Position() follow.Position {
+	return follow.Position{File: g.File, Offset: g.End}
+}
+
+// next returns the next line, failing the test if none comes.
+func next(t testing.TB, r *follow.Reader) got {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), waitLimit)
+	defer cancel()
+	l, err := r.Next(ctx)
+	if err != nil {
+		t.Fatalf("Next: %v", err)
+	}
+	return got{string(l.Data), l.Pos.Offset, l.End, l.Pos.File, l.TooLong}
+}
+
+// expect reads len(want) lines and checks their text.
+func expect(t testing.TB, r *follow.Reader, want ...string) []got {
+	t.Helper()
+	var lines []got
+	for _, w := range want {
+		g := next(t, r)
+		if g.Data != w {
+			t.Fatalf("line = %q, want %q", g.Data, w)
+		}
+		lines = append(lines, g)
+	}
+	return lines
+}
+
+// expectNone checks that no line comes for a short while.
+func expectNone(t testing.TB, r *follow.Reader) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), quietWait)
+	defer cancel()
+	l, err := r.Next(ctx)
+	if err == nil {
+		t.Fatalf("Next returned line %q at offset %d, want none", l.Data, l.Pos.Offset)
+	}
+	if !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Next: %v, want context.DeadlineExceeded", err)
+	}
+}
+
+func appendFile(t testing.TB, path, s string) {
+	t.Helper()
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o644)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.WriteString(s); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Close(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func writeTo(t testing.TB, f *os.File, s string) {
+	t.Helper()
+	if _, err := f.WriteString(s); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func identify(t testing.TB, path string) follow.FileID {
+	t.Helper()
+	id, _, err := follow.Identify(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return id
+}
+
+func TestReadLines(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "events.jsonl")
+	appendFile(t, path, "one\ntwo\n\nfour\n")
+	r := open(t, path, follow.Position{}, testOptions(t))
+
+	lines := expect(t, r, "one", "two", "", "four")
+	wantOff := []int64{0, 4, 8, 9, 14}
+	for i, l := range lines {
+		if l.Offset != wantOff[i] || l.End != wantOff[i+1] {
+			t.Errorf("line %d: offset %d end %d, want %d %d", i, l.Offset, l.End, wantOff[i], wantOff[i+1])
+		}
+	}
+	if id := identify(t, path); lines[0].File.Dev != id.Dev || lines[0].File.Inode != id.Inode {
+		t.Errorf("line file = %+v, want %+v", lines[0].File, id)
+	}
+
+	// Lines appended while the reader waits.
+	expectNone(t, r)
+	appendFile(t, path, "five\n")
+	if l := expect(t, r, "five")[0]; l.Offset != 14 || l.End != 19 {
+		t.Errorf("appended line: offset %d end %d, want 14 19", l.Offset, l.End)
+	}
+
+	st := r.Stats()
+	if st.Lines != 5 || st.Bytes != 19 {
+		t.Errorf("Stats = %+v, want 5 lines, 19 bytes", st)
+	}
+}
+
+func TestManyLinesAcrossBuffers(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "events.jsonl")
+	var b strings.Builder
+	for i := range 30000 { // about 1 MiB: several buffer fills
+		fmt.Fprintf(&b, `{"n":%d,"pad":"%s"}`+"\n", i, strings.Repeat("x", i%50))
+	}
+	big := strings.Repeat("y", 300<<10) // longer than the initial buffer
+	b.WriteString(big + "\nlast\n")
+	appendFile(t, path, b.String())
+	want := strings.Split(strings.TrimSuffix(b.String(), "\n"), "\n")
+
+	r := open(t, path, follow.Position{}, testOptions(t))
+	var off int64
+	for i, w := range want {
+		g := next(t, r)
+		if g.Data != w || g.Offset != off || g.TooLong {
+			t.Fatalf("line %d: %.40q at %d (too long %v), want %.40q at %d", i, g.Data, g.Offset, g.TooLong, w, off)
+		}
+		off = g.End
+	}
+	if off != int64(b.Len()) {
+		t.Errorf("end = %d, want %d", off, b.Len())
+	}
+}
+
+func TestPartialLine(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "events.jsonl")
+	appendFile(t, path, "first\nsec")
+	opts := testOptions(t)
+	r := open(t, path, follow.Position{}, opts)
+
+	first := expect(t, r, "first")[0]
+	expectNone(t, r)
+	appendFile(t, path, "ond")
+	expectNone(t, r)
+	appendFile(t, path, "\nthi")
+	if l := expect(t, r, "second")[0]; l.Offset != 6 || l.End != 13 {
+		t.Errorf("second: offset %d end %d, want 6 13", l.Offset, l.End)
+	}
+	expectNone(t, r)
+	r.Close()
+
+	// A new reader at the saved position sees the partial line only once
+	// it is complete, whole.
+	r2 := open(t, path, follow.Position{Path: path, File: first.File, Offset: first.End}, opts)
+	expect(t, r2, "second")
+	expectNone(t, r2)
+	appendFile(t, path, "rd\n")
+	if l := expect(t, r2, "third")[0]; l.Offset != 13 {
+		t.Errorf("third: offset %d, want 13", l.Offset)
+	}
+}
+
+func TestRotationWithLateWriter(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "events.jsonl")
+	rotated := path + ".1"
+	appendFile(t, path, "a1\na2\n")
+	clock := newFakeClock()
+	opts := testOptions(t)
+	opts.Now = clock.Now
+	r := open(t, path, follow.Position{}, opts)
+	a := expect(t, r, "a1", "a2")
+
+	// A writer that opened the file before the rotation.
+	late, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer late.Close()
+
+	if err := os.Rename(path, rotated); err != nil {
+		t.Fatal(err)
+	}
+	writeTo(t, late, "a3\n") // before the new file exists
+	expect(t, r, "a3")
+
+	appendFile(t, path, "b1\n")
+	writeTo(t, late, "a4\n") // after the new file appeared
+	expect(t, r, "a4")
+	expectNone(t, r) // the clock has not moved: still waiting on the old file
+	writeTo(t, late, "a5\nhalf")
+	a5 := expect(t, r, "a5")[0]
+	if a5.File.Inode != a[0].File.Inode || a5.Offset != 12 {
+		t.Errorf("a5: inode %d offset %d, want %d 12", a5.File.Inode, a5.Offset, a[0].File.Inode)
+	}
+
+	// Once the old file has been quiet for RotateGrace, the new one.
+	clock.Advance(opts.RotateGrace)
+	b1 := expect(t, r, "b1")[0]
+	if id := identify(t, path); b1.File.Inode != id.Inode || b1.Offset != 0 {
+		t.Errorf("b1: inode %d offset %d, want %d 0", b1.File.Inode, b1.Offset, id.Inode)
+	}
+	appendFile(t, path, "b2\n")
+	expect(t, r, "b2")
+
+	st := r.Stats()
+	if st.Rotations != 1 || st.Fragments != 1 {
+		t.Errorf("Stats = %+v, want 1 rotation, 1 fragment (the half line)", st)
+	}
+}
+
+func TestRotationWhileStopped(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "events.jsonl")
+	appendFile(t, path, "a1\na2\na3\n")
+	opts := testOptions(t)
+	r := open(t, path, follow.Position{}, opts)
+	saved := expect(t, r, "a1", "a2")[1].Position()
+	r.Close()
+
+	// Rotated while the daemon was stopped, with a late line in the old
+	// file and an unrelated file next to it.
+	if err := os.Rename(path, path+".1"); err != nil {
+		t.Fatal(err)
+	}
+	appendFile(t, path+".1", "a4\n")
+	appendFile(t, filepath.Join(dir, "other.log"), "unrelated\n")
+	appendFile(t, path, "b1\nb2\n")
+
+	saved.Path = path
+	r2 := open(t, path, saved, opts)
+	lines := expect(t, r2, "a3", "a4", "b1", "b2")
+	if lines[0].Offset != 6 || lines[2].Offset != 0 {
+		t.Errorf("offsets: a3 %d, b1 %d, want 6, 0", lines[0].Offset, lines[2].Offset)
+	}
+	if r2.Stats().Rotations != 1 {
+		t.Errorf("Rotations = %d, want 1", r2.Stats().Rotations)
+	}
+}
+
+func TestResumeRotatedWhilePathMissing(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "events.jsonl")
+	appendFile(t, path, "a1\na2\n")
+	id := identify(t, path)
+	if err := os.Rename(path, path+".1"); err != nil {
+		t.Fatal(err)
+	}
+
+	r := open(t, path, follow.Position{Path: path, File: id, Offset: 3}, testOptions(t))
+	expect(t, r, "a2")
+	expectNone(t, r)
+	appendFile(t, path, "b1\n")
+	expect(t, r, "b1")
+}
+
+func TestCopytruncate(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "events.jsonl")
+	appendFile(t, path, "a1\na2\na3\n")
+	r := open(t, path, follow.Position{}, testOptions(t))
+	expect(t, r, "a1", "a2", "a3")
+
+	// Copy, then truncate in place; the writer goes on at offset 0.
+	if err := os.Truncate(path, 0); err != nil {
+		t.Fatal(err)
+	}
+	appendFile(t, path, "b1\n")
+	if l := expect(t, r, "b1")[0]; l.Offset != 0 {
+		t.Errorf("b1 offset = %d, want 0", l.Offset)
+	}
+	appendFile(t, path, "b2\n")
+	expect(t, r, "b2")
+	if n := r.Stats().Truncations; n != 1 {
+		t.Errorf("Truncations = %d, want 1", n)
+	}
+}
+
+func TestTruncatedAndRefilledBeyondOffset(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "events.jsonl")
+	appendFile(t, path, "a1\n")
+	r := open(t, path, follow.Position{}, testOptions(t))
+	expect(t, r, "a1")
+
+	// Truncated and written again past our offset before the reader looked:
+	// only the first bytes tell.
+	if err := os.Truncate(path, 0); err != nil {
+		t.Fatal(err)
+	}
+	appendFile(t, path, "b1-longer\nb2\n")
+	expect(t, r, "b1-longer", "b2")
+	if n := r.Stats().Truncations; n != 1 {
+		t.Errorf("Truncations = %d, want 1", n)
+	}
+}
+
+func TestTruncateToSmallerSize(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "events.jsonl")
+	appendFile(t, path, "aaaa\nbbbb\ncccc\n")
+	r := open(t, path, follow.Position{}, testOptions(t))
+	expect(t, r, "aaaa", "bbbb", "cccc")
+
+	if err := os.Truncate(path, 5); err != nil {
+		t.Fatal(err)
+	}
+	appendFile(t, path, "dd\n")
+	lines := expect(t, r, "aaaa", "dd")
+	if lines[0].Offset != 0 || lines[1].Offset != 5 {
+		t.Errorf("offsets %d %d, want 0 5", lines[0].Offset, lines[1].Offset)
+	}
+	if n := r.Stats().Truncations; n != 1 {
+		t.Errorf("Truncations = %d, want 1", n)
+	}
+	appendFile(t, path, "ee\n")
+	expect(t, r, "ee")
+}
+
+func TestDeletedFileReleased(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "events.jsonl")
+	appendFile(t, path, "a1\n")
+	clock := newFakeClock()
+	opts := testOptions(t)
+	opts.Now = clock.Now
+	r := open(t, path, follow.Position{}, opts)
+	expect(t, r, "a1")
+
+	if err := os.Remove(path); err != nil {
+		t.Fatal(err)
+	}
+	expectNone(t, r) // notices the deletion
+	if !r.HasFile() {
+		t.Fatal("deleted file released before RotateGrace")
+	}
+	clock.Advance(opts.RotateGrace)
+	expectNone(t, r)
+	if r.HasFile() {
+		t.Fatal("deleted file still open after RotateGrace")
+	}
+
+	appendFile(t, path, "b1\n")
+	if l := expect(t, r, "b1")[0]; l.Offset != 0 {
+		t.Errorf("b1 offset = %d, want 0", l.Offset)
+	}
+}
+
+func TestRenamedFileKeptOpen(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "events.jsonl")
+	appendFile(t, path, "a1\n")
+	clock := newFakeClock()
+	opts := testOptions(t)
+	opts.Now = clock.Now
+	r := open(t, path, follow.Position{}, opts)
+	expect(t, r, "a1")
+
+	// Renamed with no new file yet: the old one may still get lines.
+	if err := os.Rename(path, path+".1"); err != nil {
+		t.Fatal(err)
+	}
+	expectNone(t, r)
+	clock.Advance(opts.RotateGrace)
+	expectNone(t, r)
+	if !r.HasFile() {
+		t.Fatal("renamed file released while it still has a name")
+	}
+	appendFile(t, path+".1", "a2\n")
+	expect(t, r, "a2")
+	appendFile(t, path, "b1\n")
+	clock.Advance(opts.RotateGrace)
+	expect(t, r, "b1")
+}
+
+func TestInodeReuse(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "events.jsonl")
+	appendFile(t, path, "new1\nnew2\n")
+	id := identify(t, path)
+
+	// A position taken in an older file that had the same device and inode.
+	old := id
+	old.Fingerprint ^= 1
+	r := open(t, path, follow.Position{Path: path, File: old, Offset: 5}, testOptions(t))
+	if l := expect(t, r, "new1")[0]; l.Offset != 0 {
+		t.Errorf("offset = %d, want 0", l.Offset)
+	}
+}
+
+func TestDeleteAndRecreate(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "events.jsonl")
+	appendFile(t, path, "old1\nold2\n")
+	opts := testOptions(t)
+	r := open(t, path, follow.Position{}, opts)
+	saved := expect(t, r, "old1")[0].Position()
+	r.Close()
+
+	// The new file may or may not get the old inode; either way the
+	// position must not apply to it.
+	if err := os.Remove(path); err != nil {
+		t.Fatal(err)
+	}
+	appendFile(t, path, "NEW1\nNEW2\n")
+	saved.Path = path
+	r2 := open(t, path, saved, opts)
+	expect(t, r2, "NEW1", "NEW2")
+}
+
+func TestResumeBeyondEnd(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "events.jsonl")
+	appendFile(t, path, "a1\na2\n")
+	id := identify(t, path)
+	r := open(t, path, follow.Position{Path: path, File: id, Offset: 100}, testOptions(t))
+	expect(t, r, "a1", "a2")
+	if n := r.Stats().Truncations; n != 1 {
+		t.Errorf("Truncations = %d, want 1", n)
+	}
+}
+
+func TestFingerprintGrowsWithFile(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "events.jsonl")
+	appendFile(t, path, "a1\n")
+	opts := testOptions(t)
+	r := open(t, path, follow.Position{}, opts)
+	a1 := expect(t, r, "a1")[0]
+	if a1.File.FingerprintLen != 3 {
+		t.Errorf("FingerprintLen = %d, want 3", a1.File.FingerprintLen)
+	}
+
+	long := strings.Repeat("z", 400)
+	appendFile(t, path, long+"\n")
+	l := expect(t, r, long)[0]
+	if l.File.FingerprintLen != follow.FingerprintMax {
+		t.Errorf("FingerprintLen = %d, want %d", l.File.FingerprintLen, follow.FingerprintMax)
+	}
+	r.Close()
+
+	// Positions saved before and after the file grew both still match.
+	appendFile(t, path, "a3\n")
+	for _, p := range []got{a1, l} {
+		pos := p.Position()
+		pos.Path = path
+		r2 := open(t, path, pos, opts)
+		if g := next(t, r2); g.Offset != p.End {
+			t.Errorf("resumed at %d, want %d", g.Offset, p.End)
+		}
+		r2.Close()
+	}
+}
+
+func TestNULBytesSkipped(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "events.jsonl")
+	nuls := string(make([]byte, 1000))
+	appendFile(t, path, "a1\n"+nuls+"a2\nfrag"+nuls[:10]+"a3\n")
+	r := open(t, path, follow.Position{}, testOptions(t))
+	lines := expect(t, r, "a1", "a2", "a3")
+	if lines[1].Offset != 1003 || lines[2].Offset != 1020 {
+		t.Errorf("offsets %d %d, want 1003 1020", lines[1].Offset, lines[2].Offset)
+	}
+
+	// A NUL run at the end, continued by a later write.
+	appendFile(t, path, nuls)
+	expectNone(t, r)
+	appendFile(t, path, "a4\n")
+	expect(t, r, "a4")
+
+	st := r.Stats()
+	if st.NULBytes != 2010 || st.Fragments != 1 {
+		t.Errorf("Stats = %+v, want 2010 NUL bytes, 1 fragment", st)
+	}
+}
+
+func TestTooLongLine(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "events.jsonl")
+	appendFile(t, path, "short\n0123456789abcdef\nnext\n")
+	opts := testOptions(t)
+	opts.MaxLineBytes = 8
+	r := open(t, path, follow.Position{}, opts)
+
+	lines := expect(t, r, "short", "01234567", "next")
+	if !lines[1].TooLong || lines[0].TooLong || lines[2].TooLong {
+		t.Errorf("TooLong flags = %v %v %v, want false true false", lines[0].TooLong, lines[1].TooLong, lines[2].TooLong)
+	}
+	if lines[1].End != 23 || lines[2].Offset != 23 {
+		t.Errorf("too long line ends at %d, next at %d, want 23 23", lines[1].End, lines[2].Offset)
+	}
+
+	// Arriving in pieces, longer than the limit before its end is seen.
+	appendFile(t, path, "ABCDEFGHIJKL")
+	expectNone(t, r)
+	appendFile(t, path, "MNOP")
+	expectNone(t, r)
+	appendFile(t, path, "QR\nok\n")
+	lines = expect(t, r, "ABCDEFGH", "ok")
+	if !lines[0].TooLong || lines[0].Offset != 28 || lines[0].End != 47 {
+		t.Errorf("split line: %+v, want too long from 28 to 47", lines[0])
+	}
+	if n := r.Stats().TooLong; n != 2 {
+		t.Errorf("TooLong = %d, want 2", n)
+	}
+}
+
+func TestMissingFileAtStart(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "events.jsonl")
+	r := open(t, path, follow.Position{}, testOptions(t))
+	expectNone(t, r)
+	appendFile(t, path, "a1\n")
+	expect(t, r, "a1")
+}
+
+func TestMissingDirectoryAtStart(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "spool")
+	path := filepath.Join(dir, "events.jsonl")
+	r := open(t, path, follow.Position{}, testOptions(t))
+	expectNone(t, r)
+	if err := os.Mkdir(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	appendFile(t, path, "a1\n")
+	expect(t, r, "a1")
+}
+
+func TestCheckpointGone(t *testing.T) {
+	dir := t.TempDir()
+	gone := filepath.Join(dir, "gone")
+	appendFile(t, gone, "x\n")
+	id := identify(t, gone)
+	path := filepath.Join(dir, "events.jsonl")
+	appendFile(t, path, "a1\n") // created while gone still exists: another inode
+	if err := os.Remove(gone); err != nil {
+		t.Fatal(err)
+	}
+
+	r := open(t, path, follow.Position{Path: path, File: id, Offset: 2}, testOptions(t))
+	expect(t, r, "a1")
+}
+
+func TestClose(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "events.jsonl")
+	appendFile(t, path, "a1\n")
+	r := open(t, path, follow.Position{}, testOptions(t))
+	if err := r.Close(); err != nil {
+		t.Fatalf("Close: %v", err)
+	}
+	if _, err := r.Next(context.Background()); !errors.Is(err, follow.ErrClosed) {
+		t.Fatalf("Next after Close: %v, want ErrClosed", err)
+	}
+}
+
+func TestDataValidUntilNext(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "events.jsonl")
+	appendFile(t, path, "a1\na2\n")
+	r := open(t, path, follow.Position{}, testOptions(t))
+	ctx, cancel := context.WithTimeout(context.Background(), waitLimit)
+	defer cancel()
+	l, err := r.Next(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Appending to Data must not overwrite the next line in the buffer.
+	_ = append(l.Data, 'X', 'X', 'X')
+	l2, err := r.Next(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(l2.Data, []byte("a2")) {
+		t.Fatalf("second line = %q, want a2", l2.Data)
+	}
+}
+
+func TestFingerprintIsFNV1a(t *testing.T) {
+	// The fingerprint is stored in checkpoints: it must never change.
+	path := filepath.Join(t.TempDir(), "events.jsonl")
+	appendFile(t, path, "a\n")
+	h := fnv.New64a()
+	h.Write([]byte("a\n"))
+	if id := identify(t, path); id.Fingerprint != h.Sum64() || id.FingerprintLen != 2 {
+		t.Errorf("fingerprint %#x over %d bytes, want %#x over 2", id.Fingerprint, id.FingerprintLen, h.Sum64())
+	}
+}
+
+func TestOpenErrorRetried(t *testing.T) {
+	// The parent of the path is a file: opening fails with ENOTDIR, which is
+	// not "missing" but must be retried all the same.
+	parent := filepath.Join(t.TempDir(), "spool")
+	appendFile(t, parent, "not a directory\n")
+	path := filepath.Join(parent, "events.jsonl")
+	r := open(t, path, follow.Position{}, testOptions(t))
+	expectNone(t, r)
+
+	if err := os.Remove(parent); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Mkdir(parent, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	appendFile(t, path, "a1\n")
+	expect(t, r, "a1")
+}

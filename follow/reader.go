@@ -1,0 +1,830 @@
+package follow
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"sync/atomic"
+	"time"
+
+	"github.com/fsnotify/fsnotify"
+	"github.com/rs/zerolog"
+)
+
+// ErrClosed is returned by [Reader.Next] after [Reader.Close].
+var ErrClosed = errors.New("follow: reader closed")
+
+const (
+	defaultMaxLineBytes     = 1 << 20
+	defaultPollInterval     = 250 * time.Millisecond
+	defaultRotateGrace      = 2 * time.Second
+	defaultMaxRetryInterval = 4 * time.Second
+
+	bufSize = 256 << 10 // initial buffer size, and so the size of most reads
+	minRead = 64 << 10  // room the buffer always has before a read
+
+	warnInterval = 30 * time.Second // a repeating warning is logged at most this often
+)
+
+// Line is one complete line of the events file.
+type Line struct {
+	// Pos is where the line starts. Pos.File is the file it came from, with
+	// the fingerprint known when the line was read.
+	Pos Position
+	// End is the offset just past the line's '\n': the offset to save once
+	// this line and every line before it are done with.
+	End int64
+	// Data is the line without its '\n'. It is valid only until the next call
+	// to Next.
+	Data []byte
+	// TooLong reports that the line was longer than MaxLineBytes: Data holds
+	// its first MaxLineBytes bytes, the rest was skipped. The Reader counts
+	// such lines but does not log them; the caller decides what to do.
+	TooLong bool
+}
+
+// Options configures a [Reader]. The zero value gives the defaults.
+type Options struct {
+	// MaxLineBytes is the length of the longest line, without its '\n',
+	// that is returned whole (default 1 MiB). The buffer grows up to about
+	// this size plus 64 KiB.
+	MaxLineBytes int
+	// PollInterval is how often an idle file is checked for new data,
+	// rotation and truncation (default 250ms). An fsnotify event on the
+	// file's directory wakes the reader earlier.
+	PollInterval time.Duration
+	// RotateGrace is how long a rotated-away or deleted file is still read
+	// after it last grew, or after the rotation was noticed if that is
+	// later, so that lines from late writers are not lost (default 2s).
+	RotateGrace time.Duration
+	// MaxRetryInterval caps the backoff between attempts to open a missing
+	// or unreadable file, or to read after an I/O error (default 4s). The
+	// backoff starts at PollInterval and doubles.
+	MaxRetryInterval time.Duration
+	// Log receives warnings and lifecycle events, with the path added to
+	// each; the caller sets the component field. The zero Logger discards
+	// them.
+	Log zerolog.Logger
+	// Now is the clock used for RotateGrace and for rate-limiting warnings
+	// (default time.Now). Tests replace it to decide when a rotated-away
+	// file is left; polling always uses real timers.
+	Now func() time.Time
+}
+
+// Stats counts what a [Reader] has seen since [Open].
+type Stats struct {
+	Lines       uint64 // lines returned, TooLong ones included
+	Bytes       uint64 // bytes of the lines returned, '\n' included
+	Rotations   uint64 // moves from a rotated-away file to the file at the path
+	Truncations uint64 // restarts at offset 0 because the file shrank or its first bytes changed
+	TooLong     uint64 // lines longer than MaxLineBytes
+	NULBytes    uint64 // NUL bytes skipped
+	// Fragments counts incomplete lines dropped: cut off by NUL bytes, or
+	// left at the end of a file that was rotated away or deleted.
+	Fragments uint64
+}
+
+// counters are the Stats of a Reader, readable from any goroutine.
+type counters struct {
+	lines, bytes, rotations, truncations, tooLong, nulBytes, fragments atomic.Uint64
+}
+
+// Reader follows the events file. Its methods must be called from one
+// goroutine at a time, except Stats, which may be called at any time.
+type Reader struct {
+	path string
+	opts Options
+	log  zerolog.Logger
+	now  func() time.Time
+
+	start    Position // the position given to Open
+	resolved bool     // start has been matched against the files on disk
+
+	f       *os.File // the file being read; nil while waiting for the path
+	id      FileID   // f's identity, with its fingerprint as read so far
+	readOff int64    // where the next read from f starts
+
+	// The buffer holds the current line, which starts at buf[r0] and at
+	// lineOff in the file, up to buf[w]; buf[r0:scan] holds no '\n'. A
+	// line longer than MaxLineBytes keeps only its first MaxLineBytes bytes
+	// in the buffer; skipped counts the bytes dropped after them.
+	buf     []byte
+	maxBuf  int
+	r0      int
+	scan    int
+	w       int
+	lineOff int64
+	skipped int64
+	tooLong bool
+	inNUL   bool // the last byte looked at was a skipped NUL
+
+	// away is set while the path names another file than f, or none.
+	away       bool
+	awaySince  time.Time
+	lastGrowth time.Time
+
+	missing bool          // the path was missing at the last attempt
+	backoff time.Duration // current retry interval, 0 after a success
+	timer   *time.Timer
+
+	watcher   *fsnotify.Watcher
+	watchDir  string
+	watching  bool
+	wake      chan struct{}
+	watchDone chan struct{}
+
+	closed bool
+	n      counters
+
+	limOpen, limRead, limStat, limNUL, limFrag, limWatch limiter
+}
+
+// Open returns a Reader of the file at path that starts at start. It does
+// not fail when the file is missing or unreadable: Next waits and retries.
+//
+// Where reading starts:
+//   - start.File is zero: at the beginning of the file now at path.
+//   - start.File is the file now at path (same device, inode and
+//     fingerprint): at start.Offset.
+//   - start.File is another file in the same directory, such as the rotated
+//     generation events.jsonl.1: at start.Offset in that file, and then at
+//     the beginning of the file at path.
+//   - start.File is nowhere to be found: a warning, and the beginning of the
+//     file at path. While the path itself is missing, Next waits for it
+//     before deciding.
+//
+// If the file found is shorter than start.Offset, it was truncated: a
+// warning, and its beginning. The file at path need not be the one
+// start.Path named when the position was saved; the identity decides.
+func Open(path string, start Position, opts Options) (*Reader, error) {
+	switch {
+	case path == "":
+		return nil, errors.New("follow: empty path")
+	case start.Offset < 0:
+		return nil, fmt.Errorf("follow: negative start offset %d", start.Offset)
+	case opts.MaxLineBytes < 0, opts.PollInterval < 0, opts.RotateGrace < 0, opts.MaxRetryInterval < 0:
+		return nil, errors.New("follow: negative option")
+	}
+	if opts.MaxLineBytes == 0 {
+		opts.MaxLineBytes = defaultMaxLineBytes
+	}
+	if opts.PollInterval == 0 {
+		opts.PollInterval = defaultPollInterval
+	}
+	if opts.RotateGrace == 0 {
+		opts.RotateGrace = defaultRotateGrace
+	}
+	if opts.MaxRetryInterval == 0 {
+		opts.MaxRetryInterval = defaultMaxRetryInterval
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+
+	r := &Reader{
+		path:     path,
+		opts:     opts,
+		log:      opts.Log.With().Str("path", path).Logger(),
+		now:      opts.Now,
+		start:    start,
+		buf:      make([]byte, bufSize),
+		maxBuf:   max(bufSize, opts.MaxLineBytes+minRead),
+		watchDir: filepath.Dir(path),
+		wake:     make(chan struct{}, 1),
+	}
+	r.startWatcher()
+	r.tryOpen() // on failure Next retries
+	return r, nil
+}
+
+// Next returns the next complete line. It blocks until there is one or ctx
+// is done, in which case it returns ctx.Err(). It never returns io.EOF: at
+// the end of the file it waits for more. A missing file, permission errors
+// and I/O errors are logged (rate-limited) and retried.
+func (r *Reader) Next(ctx context.Context) (Line, error) {
+	if r.closed {
+		return Line{}, ErrClosed
+	}
+	for {
+		if line, ok := r.nextLine(); ok {
+			return line, nil
+		}
+		if err := ctx.Err(); err != nil {
+			return Line{}, err
+		}
+
+		if r.f == nil {
+			if !r.tryOpen() {
+				r.ensureWatch()
+				if err := r.sleep(ctx, r.nextBackoff()); err != nil {
+					return Line{}, err
+				}
+			}
+			continue
+		}
+
+		n, err := r.fill()
+		if err != nil {
+			r.rateWarn(&r.limRead).Err(err).
+				Uint64("inode", r.id.Inode).
+				Int64("offset", r.readOff).
+				Msg("cannot read events file, will retry")
+			if err := r.sleep(ctx, r.nextBackoff()); err != nil {
+				return Line{}, err
+			}
+			continue
+		}
+		if n > 0 {
+			r.backoff = 0
+			continue
+		}
+
+		// End of the file: see whether it was truncated or replaced.
+		if r.checkFile() {
+			continue
+		}
+		r.ensureWatch()
+		if err := r.sleep(ctx, r.opts.PollInterval); err != nil {
+			return Line{}, err
+		}
+	}
+}
+
+// Close releases the file and the directory watch. It must not be called
+// while Next is running: cancel Next's context first. Next returns
+// ErrClosed afterwards.
+func (r *Reader) Close() error {
+	if r.closed {
+		return nil
+	}
+	r.closed = true
+
+	var errs []error
+	if r.f != nil {
+		errs = append(errs, r.f.Close())
+		r.f = nil
+	}
+	if r.watcher != nil {
+		errs = append(errs, r.watcher.Close())
+		<-r.watchDone
+	}
+	if r.timer != nil {
+		r.timer.Stop()
+	}
+	return errors.Join(errs...)
+}
+
+// Stats returns the counters since Open. It is safe to call concurrently
+// with the other methods.
+func (r *Reader) Stats() Stats {
+	return Stats{
+		Lines:       r.n.lines.Load(),
+		Bytes:       r.n.bytes.Load(),
+		Rotations:   r.n.rotations.Load(),
+		Truncations: r.n.truncations.Load(),
+		TooLong:     r.n.tooLong.Load(),
+		NULBytes:    r.n.nulBytes.Load(),
+		Fragments:   r.n.fragments.Load(),
+	}
+}
+
+// tryOpen opens the file to read: at first the one start points to, then
+// the file at the path. It logs a failure and reports success.
+func (r *Reader) tryOpen() bool {
+	var err error
+	if r.resolved {
+		err = r.openPath()
+	} else {
+		err = r.resolveStart()
+	}
+
+	switch {
+	case err == nil:
+		if r.missing {
+			r.missing = false
+			r.log.Info().Uint64("inode", r.id.Inode).Msg("events file appeared")
+		}
+		r.backoff = 0
+		return true
+	case errors.Is(err, fs.ErrNotExist):
+		if !r.missing {
+			r.missing = true
+			r.log.Warn().Msg("events file missing, waiting for it to appear")
+		}
+	default:
+		r.rateWarn(&r.limOpen).Err(err).Msg("cannot open events file, will retry")
+	}
+	return false
+}
+
+// resolveStart finds the file that r.start points to and opens it at
+// r.start.Offset, as described at Open. It leaves r.resolved unset when the
+// answer may still change: the path is missing and the start file was not
+// found, or a file could not be opened.
+func (r *Reader) resolveStart() error {
+	s := r.start
+	if s.File.IsZero() {
+		if s.Offset != 0 {
+			r.log.Info().
+				Int64("offset", s.Offset).
+				Msg("start position names no file, starting at the beginning")
+		}
+		r.resolved = true
+		if err := r.openPath(); err != nil {
+			return err
+		}
+		r.log.Info().Uint64("inode", r.id.Inode).Msg("reading events file from the beginning")
+		return nil
+	}
+
+	// Is it still the file at the path?
+	f, err := os.Open(r.path)
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return err
+	}
+	pathMissing := err != nil
+	if err == nil {
+		ok, size, err := matches(f, s.File)
+		if err != nil {
+			f.Close()
+			return fmt.Errorf("check %s: %w", r.path, err)
+		}
+		if ok {
+			return r.resume(f, r.path, size, false)
+		}
+		f.Close()
+	}
+
+	// Look for it under another name next to the path: the rotated
+	// generation, such as events.jsonl.1.
+	dirs := []string{filepath.Dir(r.path)}
+	if s.Path != "" && filepath.Dir(s.Path) != dirs[0] {
+		dirs = append(dirs, filepath.Dir(s.Path))
+	}
+	for _, dir := range dirs {
+		old, name, err := findFile(dir, s.File)
+		if err != nil && name != "" {
+			return err // found it but cannot open it: retry
+		}
+		if errors.Is(err, fs.ErrNotExist) {
+			continue // no directory, so no rotated file either
+		}
+		if err != nil {
+			r.rateWarn(&r.limOpen).Err(err).
+				Str("dir", dir).
+				Msg("cannot list directory to find the checkpointed events file")
+			continue
+		}
+		if old != nil {
+			fi, err := old.Stat()
+			if err != nil {
+				old.Close()
+				return fmt.Errorf("stat %s: %w", name, err)
+			}
+			return r.resume(old, name, fi.Size(), true)
+		}
+	}
+	if pathMissing {
+		return fs.ErrNotExist // wait for the path before giving up on start
+	}
+
+	r.log.Warn().
+		Uint64("inode", s.File.Inode).
+		Int64("offset", s.Offset).
+		Msg("checkpointed events file is gone, its unread lines are lost; starting at the beginning of the current file")
+	r.resolved = true
+	return r.openPath()
+}
+
+// resume starts reading f, found at name, at r.start.Offset. away reports
+// that f is no longer the file at the path.
+func (r *Reader) resume(f *os.File, name string, size int64, away bool) error {
+	off := r.start.Offset
+	if size < off {
+		r.n.truncations.Add(1)
+		r.log.Warn().
+			Uint64("inode", r.start.File.Inode).
+			Int64("offset", off).
+			Int64("size", size).
+			Msg("checkpointed events file is shorter than the checkpoint; reading it from the beginning")
+		off = 0
+	}
+	if err := r.setFile(f, off); err != nil {
+		f.Close()
+		return err
+	}
+	r.resolved = true
+
+	if away {
+		r.away = true
+		r.awaySince = r.now()
+	}
+	r.log.Info().
+		Str("file", name).
+		Uint64("inode", r.id.Inode).
+		Int64("offset", off).
+		Bool("rotated", away).
+		Msg("resuming events file")
+	return nil
+}
+
+// openPath starts reading the file at the path from offset 0.
+func (r *Reader) openPath() error {
+	f, err := os.Open(r.path)
+	if err != nil {
+		return err
+	}
+	if err := r.setFile(f, 0); err != nil {
+		f.Close()
+		return err
+	}
+	return nil
+}
+
+// setFile makes f the file being read, from offset off.
+func (r *Reader) setFile(f *os.File, off int64) error {
+	id, _, err := identify(f)
+	if err != nil {
+		return fmt.Errorf("identify %s: %w", f.Name(), err)
+	}
+	r.f, r.id = f, id
+	r.readOff, r.lineOff = off, off
+	r.resetBuf()
+	r.away = false
+	r.lastGrowth = r.now()
+	return nil
+}
+
+// fill reads more of the file into the buffer. It returns 0 and no error at
+// the end of the file.
+func (r *Reader) fill() (int, error) {
+	r.makeRoom()
+	n, err := r.f.ReadAt(r.buf[r.w:], r.readOff)
+	if n > 0 {
+		r.w += n
+		r.readOff += int64(n)
+		r.lastGrowth = r.now()
+		r.checkHead()
+	}
+	if errors.Is(err, io.EOF) {
+		err = nil
+	}
+	return n, err
+}
+
+// makeRoom moves the current line to the front of the buffer, or grows the
+// buffer, so that at least minRead bytes are free.
+func (r *Reader) makeRoom() {
+	if r.r0 == r.w {
+		r.r0, r.scan, r.w = 0, 0, 0
+		return
+	}
+	if len(r.buf)-r.w >= minRead {
+		return
+	}
+	if r.r0 > 0 {
+		n := copy(r.buf, r.buf[r.r0:r.w])
+		r.scan -= r.r0
+		r.w = n
+		r.r0 = 0
+	}
+	if len(r.buf)-r.w < minRead && len(r.buf) < r.maxBuf {
+		b := make([]byte, min(2*len(r.buf), r.maxBuf))
+		copy(b, r.buf[:r.w])
+		r.buf = b
+	}
+}
+
+// resetBuf forgets the buffered bytes.
+func (r *Reader) resetBuf() {
+	r.r0, r.scan, r.w = 0, 0, 0
+	r.skipped, r.tooLong, r.inNUL = 0, false, false
+}
+
+// nextLine returns the next complete line in the buffer, skipping NUL bytes
+// and dropping fragments they cut off.
+func (r *Reader) nextLine() (Line, bool) {
+	for r.scan < r.w {
+		if r.scan == r.r0 && !r.tooLong {
+			if r.buf[r.r0] == 0 {
+				r.skipNUL()
+				continue
+			}
+			r.inNUL = false
+		}
+
+		rest := r.buf[r.scan:r.w]
+		nl := bytes.IndexByte(rest, '\n')
+		text := rest
+		if nl >= 0 {
+			text = rest[:nl]
+		}
+		if z := bytes.IndexByte(text, 0); z >= 0 {
+			r.dropFragment(r.scan+z, "cut by NUL bytes")
+			continue
+		}
+		if nl < 0 {
+			r.scan = r.w
+			r.limitLine()
+			return Line{}, false
+		}
+		return r.emit(r.scan + nl), true
+	}
+	return Line{}, false
+}
+
+// emit returns the current line, which ends with the '\n' at buf[nl], and
+// moves past it.
+func (r *Reader) emit(nl int) Line {
+	size := r.skipped + int64(nl-r.r0) // without the '\n'
+	line := Line{
+		Pos: Position{Path: r.path, File: r.id, Offset: r.lineOff},
+		End: r.lineOff + size + 1,
+	}
+	if limit := r.opts.MaxLineBytes; size > int64(limit) {
+		line.Data = r.buf[r.r0 : r.r0+limit : r.r0+limit]
+		line.TooLong = true
+		r.n.tooLong.Add(1)
+	} else {
+		line.Data = r.buf[r.r0:nl:nl]
+	}
+	r.n.lines.Add(1)
+	r.n.bytes.Add(uint64(size + 1))
+
+	r.lineOff = line.End
+	r.r0, r.scan = nl+1, nl+1
+	r.skipped, r.tooLong = 0, false
+	return line
+}
+
+// limitLine keeps the first MaxLineBytes bytes of a line that has no '\n'
+// yet and drops the rest of what has been read of it.
+func (r *Reader) limitLine() {
+	if r.w-r.r0 <= r.opts.MaxLineBytes {
+		return
+	}
+	keep := r.r0 + r.opts.MaxLineBytes
+	r.tooLong = true
+	r.skipped += int64(r.w - keep)
+	r.w, r.scan = keep, keep
+}
+
+// skipNUL skips the NUL bytes at the start of the current line.
+func (r *Reader) skipNUL() {
+	n := 0
+	for r.r0+n < r.w && r.buf[r.r0+n] == 0 {
+		n++
+	}
+	if !r.inNUL {
+		r.inNUL = true
+		r.rateWarn(&r.limNUL).
+			Uint64("inode", r.id.Inode).
+			Int64("offset", r.lineOff).
+			Msg("skipping NUL bytes in events file, probably space left by a crash")
+	}
+	r.n.nulBytes.Add(uint64(n))
+	r.r0 += n
+	r.scan = r.r0
+	r.lineOff += int64(n)
+}
+
+// dropFragment drops the current line up to buf[i]: it will never be
+// completed.
+func (r *Reader) dropFragment(i int, reason string) {
+	size := r.skipped + int64(i-r.r0)
+	r.n.fragments.Add(1)
+	r.rateWarn(&r.limFrag).
+		Uint64("inode", r.id.Inode).
+		Int64("offset", r.lineOff).
+		Int64("bytes", size).
+		Str("reason", reason).
+		Msg("dropping incomplete line")
+	r.lineOff += size
+	r.r0, r.scan = i, i
+	r.skipped, r.tooLong = 0, false
+}
+
+// dropPartial drops an incomplete last line before the file is left.
+func (r *Reader) dropPartial(reason string) {
+	if r.w > r.r0 || r.skipped > 0 {
+		r.dropFragment(r.w, reason)
+	}
+	r.resetBuf()
+}
+
+// checkHead checks after a read that the file's first bytes are still
+// those the fingerprint covers: a file truncated and written again past our
+// offset between two reads keeps its size but not its first bytes, and the
+// bytes just read then belong to the new content. If they changed, reading
+// restarts at offset 0. Otherwise, while the fingerprint covers fewer than
+// FingerprintMax bytes, it is extended to what the file now holds, so that a
+// position saved later still matches the file.
+func (r *Reader) checkHead() {
+	var b [FingerprintMax]byte
+	n, err := r.f.ReadAt(b[:], 0)
+	if err != nil && !errors.Is(err, io.EOF) {
+		return // checkFile tries again at the end of the file
+	}
+	have := r.id.FingerprintLen
+	if n < have || fingerprint(b[:have]) != r.id.Fingerprint {
+		r.restart(-1)
+		return
+	}
+	if n > have {
+		r.id.Fingerprint, r.id.FingerprintLen = fingerprint(b[:n]), n
+	}
+}
+
+// checkFile looks at the file after a read found no new data: was it
+// truncated, rotated away or deleted? It reports whether the reader changed
+// file or offset and should read again at once.
+func (r *Reader) checkFile() bool {
+	fi, err := r.f.Stat()
+	if err != nil {
+		r.rateWarn(&r.limStat).Err(err).
+			Uint64("inode", r.id.Inode).
+			Msg("cannot stat events file, will retry")
+		return false
+	}
+	_, _, nlink, _ := sysInfo(fi)
+
+	// Truncated: smaller than what has been read, or different first bytes
+	// (truncated and written again before we looked).
+	if fi.Size() < r.readOff {
+		r.restart(fi.Size())
+		return true
+	}
+	if r.id.FingerprintLen > 0 {
+		fp, n, err := readFingerprint(r.f, r.id.FingerprintLen)
+		if err == nil && (n != r.id.FingerprintLen || fp != r.id.Fingerprint) {
+			r.restart(fi.Size())
+			return true
+		}
+	}
+
+	// Rotated or deleted: the path names another file, or nothing.
+	pfi, err := os.Stat(r.path)
+	switch {
+	case err == nil:
+		dev, ino, _, ok := sysInfo(pfi)
+		if ok && dev == r.id.Dev && ino == r.id.Inode {
+			r.away = false
+			return false
+		}
+		r.markAway()
+		if !r.quiet() {
+			return false
+		}
+		r.rotate(ino)
+		return true
+
+	case errors.Is(err, fs.ErrNotExist):
+		r.markAway()
+		if nlink > 0 || !r.quiet() {
+			return false // renamed: a new file may still appear at the path
+		}
+		r.release()
+		return true
+
+	default:
+		r.rateWarn(&r.limStat).Err(err).Msg("cannot stat events file path, will retry")
+		return false
+	}
+}
+
+// restart reads the file again from offset 0 after it was truncated to
+// size bytes (-1: unknown).
+func (r *Reader) restart(size int64) {
+	r.n.truncations.Add(1)
+	e := r.log.Warn().
+		Uint64("inode", r.id.Inode).
+		Int64("offset", r.readOff)
+	if size >= 0 {
+		e = e.Int64("size", size)
+	}
+	e.Msg("events file truncated, reading it again from the beginning; lines written just before the truncation may be lost")
+	r.resetBuf()
+	r.readOff, r.lineOff = 0, 0
+	r.id.Fingerprint, r.id.FingerprintLen = fingerprint(nil), 0
+}
+
+// markAway records that the path no longer names the open file.
+func (r *Reader) markAway() {
+	if r.away {
+		return
+	}
+	r.away = true
+	r.awaySince = r.now()
+	r.log.Debug().
+		Uint64("inode", r.id.Inode).
+		Msg("events file renamed or deleted, finishing it")
+}
+
+// quiet reports whether the open file has not grown for RotateGrace, counted
+// from when it was noticed to be away if that is later.
+func (r *Reader) quiet() bool {
+	since := r.lastGrowth
+	if r.awaySince.After(since) {
+		since = r.awaySince
+	}
+	return r.now().Sub(since) >= r.opts.RotateGrace
+}
+
+// rotate leaves the rotated-away file for the file at the path, whose inode
+// is newInode.
+func (r *Reader) rotate(newInode uint64) {
+	old, off := r.id.Inode, r.readOff
+	r.dropPartial("file rotated away")
+	r.f.Close()
+	r.f = nil
+	r.away = false
+	r.n.rotations.Add(1)
+	r.log.Info().
+		Uint64("old_inode", old).
+		Int64("old_offset", off).
+		Uint64("inode", newInode).
+		Msg("events file rotated, moving to the new file")
+
+	// If the new file vanished or cannot be opened, Next retries and logs.
+	_ = r.openPath()
+}
+
+// release closes a deleted file that has been read to its end.
+func (r *Reader) release() {
+	old, off := r.id.Inode, r.readOff
+	r.dropPartial("file deleted")
+	r.f.Close()
+	r.f = nil
+	r.away = false
+	r.log.Info().
+		Uint64("inode", old).
+		Int64("offset", off).
+		Msg("events file deleted, released it")
+}
+
+// nextBackoff returns how long to wait before the next retry.
+func (r *Reader) nextBackoff() time.Duration {
+	if r.backoff == 0 {
+		r.backoff = r.opts.PollInterval
+	} else {
+		r.backoff *= 2
+	}
+	r.backoff = min(r.backoff, r.opts.MaxRetryInterval)
+	return r.backoff
+}
+
+// sleep waits for d, a wake-up from the directory watch, or ctx.
+func (r *Reader) sleep(ctx context.Context, d time.Duration) error {
+	if r.timer == nil {
+		r.timer = time.NewTimer(d)
+	} else {
+		r.timer.Reset(d)
+	}
+	select {
+	case <-ctx.Done():
+		r.timer.Stop()
+		return ctx.Err()
+	case <-r.wake:
+		r.timer.Stop()
+		return nil
+	case <-r.timer.C:
+		return nil
+	}
+}
+
+// rateWarn returns a warning event, or nil (which zerolog ignores) if l let
+// one through less than warnInterval ago.
+func (r *Reader) rateWarn(l *limiter) *zerolog.Event {
+	ok, suppressed := l.allow(r.now())
+	if !ok {
+		return nil
+	}
+	e := r.log.Warn()
+	if suppressed > 0 {
+		e = e.Int("suppressed", suppressed)
+	}
+	return e
+}
+
+// limiter lets one message through per warnInterval and counts the others.
+type limiter struct {
+	last       time.Time
+	suppressed int
+}
+
+// allow reports whether a message may be logged now, and how many were
+// suppressed since the last one.
+func (l *limiter) allow(now time.Time) (bool, int) {
+	if !l.last.IsZero() && now.Sub(l.last) < warnInterval {
+		l.suppressed++
+		return false, 0
+	}
+	n := l.suppressed
+	l.last, l.suppressed = now, 0
+	return true, n
+}
