@@ -152,25 +152,3 @@ func FuzzParse(f *testing.F) {
 		}
 	})
 }
-
-func BenchmarkParse(b *testing.B) {
-	lines := map[string]string{
-		"MessageNew":    `{"v":1,"time":1733331200,"user":"user-a@example.test","event":"MessageNew","mailbox":"INBOX","uidvalidity":1796397223,"uid":1,"date":1709610300,"tz":330,"from":"=?UTF-8?Q?J=C3=BCrgen_M=C3=BCller?= <juergen@example.test>","to":"user-a@example.test","subject":"Grüße aus Köln ✓ – Quartalsbericht","snippet":"Hallo zusammen, anbei der Quartalsbericht für Q1. Die Zahlen für Köln sehen gut aus – danke für eure Mühe! Viele Grüße Jürgen","message_id":"<seed-a-0001@example.test>","flags":[],"keywords":[],"userdb":{"kafka_push":"on","customer_id":"1001","plan":"gold"}}`,
-		"FlagsSet":      `{"v":1,"time":1733331200,"user":"user-a@example.test","event":"FlagsSet","mailbox":"INBOX","uidvalidity":1796397223,"uid":2,"flags":["\\Flagged","\\Draft"],"keywords":["$label1"],"userdb":{"kafka_push":"on","customer_id":"1001","plan":"gold"}}`,
-		"MessageRead":   `{"v":1,"time":1733331200,"user":"user-a@example.test","event":"MessageRead","mailbox":"INBOX","uidvalidity":1796397223,"uid":2,"userdb":{"kafka_push":"on"}}`,
-		"MailboxRename": `{"v":1,"time":1733331200,"user":"user-a@example.test","event":"MailboxRename","mailbox":"Archive/Übersicht 2024","mailbox_old":"Projekt Übersicht"}`,
-	}
-	for name, line := range lines {
-		b.Run(name, func(b *testing.B) {
-			var p Parser
-			data := []byte(line)
-			b.SetBytes(int64(len(data)))
-			b.ReportAllocs()
-			for b.Loop() {
-				if _, err := p.Parse(data); err != nil {
-					b.Fatal(err)
-				}
-			}
-		})
-	}
-}
