@@ -21,6 +21,7 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"runtime/pprof"
 	"strconv"
 	"strings"
 	"syscall"
@@ -47,6 +48,7 @@ func run() int {
 	configPath := flag.String("config", "/etc/dovecot-kafka/dovecot-kafka.toml", "configuration file (TOML)")
 	startAt := flag.String("start-at", "", "where to start when there is no usable checkpoint, or to override it: beginning, end, or a byte offset in the events file")
 	showVersion := flag.Bool("version", false, "print the version and exit")
+	cpuProfile := flag.String("cpuprofile", "", "write a Go CPU profile to this file until the daemon stops (for benchmarks)")
 	flag.Usage = func() {
 		fmt.Fprintf(flag.CommandLine.Output(), "Usage: %s [-config FILE] [-start-at beginning|end|OFFSET]\n\n", os.Args[0])
 		fmt.Fprintln(flag.CommandLine.Output(), "Publishes the Dovecot events file written by push-events.lua to Kafka.")
@@ -64,6 +66,19 @@ func run() int {
 		return 2
 	}
 	log := newLogger(cfg)
+
+	if *cpuProfile != "" {
+		f, err := os.Create(*cpuProfile)
+		if err != nil {
+			log.Error().Err(err).Msg("cannot create the CPU profile")
+			return 2
+		}
+		if err := pprof.StartCPUProfile(f); err != nil {
+			log.Error().Err(err).Msg("cannot start the CPU profile")
+			return 2
+		}
+		defer pprof.StopCPUProfile()
+	}
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()

@@ -10,7 +10,7 @@
 # events/s, CPU seconds per million events and the daemon's peak RSS.
 #
 # Needs a broker at KAFKA_BROKERS (default 127.0.0.1:19092; scripts/kafka.sh
-# start).
+# start). LINES sets the number of lines.
 set -euo pipefail
 
 repo=$(cd "$(dirname "$0")/.." && pwd)
@@ -57,7 +57,9 @@ done
 
 echo "bench: $lines lines, $((size / 1024 / 1024)) MiB, three drivers"
 start_ns=$(date +%s%N)
-"$work/dovecot-kafka" -config "$work/dovecot-kafka.toml" 2>"$work/daemon.log" &
+# DAEMON_ARGS adds flags, e.g. DAEMON_ARGS="-cpuprofile /tmp/cpu.pprof".
+# shellcheck disable=SC2086
+"$work/dovecot-kafka" -config "$work/dovecot-kafka.toml" ${DAEMON_ARGS:-} 2>"$work/daemon.log" &
 daemon_pid=$!
 
 clk=$(getconf CLK_TCK)
