@@ -22,6 +22,7 @@ help:
 	@echo "make test-integration  Go tests against the broker at KAFKA_BROKERS ($(KAFKA_BROKERS))"
 	@echo "make test-e2e          real Dovecot + daemon + Kafka, compared with the expected captures"
 	@echo "make bench             Go benchmarks and the one-million-line backlog run"
+	@echo "make bench-dovecot     IMAP STORE/s and LMTP deliveries/s with and without push-events.lua"
 	@echo "make fuzz              run each fuzz test for FUZZTIME ($(FUZZTIME))"
 	@echo "make lint              gofmt, go vet, luacheck (and staticcheck if installed)"
 	@echo "make tidy-check        go.mod and go.sum are tidy"
@@ -55,7 +56,7 @@ test-race:
 .PHONY: test-integration
 test-integration:
 	@echo ">> integration tests against $(KAFKA_BROKERS)"
-	KAFKA_BROKERS=$(KAFKA_BROKERS) $(GO) test -tags integration -count=1 $(TESTFLAGS) ./test/integration/ ./sink/
+	KAFKA_BROKERS=$(KAFKA_BROKERS) $(GO) test -tags integration -count=1 $(TESTFLAGS) ./test/integration/
 
 .PHONY: test-e2e
 test-e2e:
@@ -65,7 +66,12 @@ test-e2e:
 .PHONY: bench
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem ./parser/ ./mapping/ ./state/
+	lua5.4 dovecot-conf/test/bench.lua dovecot-conf/push-events.lua $$(mktemp -u /tmp/dovecot-kafka-lua-bench.XXXXXX)
 	KAFKA_BROKERS=$(KAFKA_BROKERS) scripts/bench-backlog.sh
+
+.PHONY: bench-dovecot
+bench-dovecot:
+	scripts/bench-dovecot.sh
 
 .PHONY: fuzz
 fuzz:

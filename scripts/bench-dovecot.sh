@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# bench-dovecot.sh: what push-events.lua costs Dovecot (make bench-dovecot).
+#
+# Runs scripts/bench-dovecot.py against a private Dovecot instance started
+# without the push plugins (PUSH_EVENTS=off) and with push-events.lua, ROUNDS
+# times each (default 3), alternating so that changes in machine load hit
+# both alike, and prints every round's figures. Needs root.
+set -euo pipefail
+
+repo=$(cd "$(dirname "$0")/.." && pwd)
+rounds=${ROUNDS:-3}
+work=$(mktemp -d /tmp/dovecot-kafka-bench-dovecot.XXXXXX)
+chmod 0755 "$work"
+trap '"$repo/scripts/dovecot-test.sh" stop "$work/instance" >/dev/null 2>&1 || true; rm -rf "$work"' EXIT
+
+for round in $(seq 1 "$rounds"); do
+	for mode in off on; do
+		rm -rf "$work/instance"
+		PUSH_EVENTS=$mode "$repo/scripts/dovecot-test.sh" start "$work/instance" >/dev/null
+		echo "round $round, push events $mode:"
+		python3 "$repo/scripts/bench-dovecot.py" --dir "$work/instance" | sed 's/^/  /'
+		"$repo/scripts/dovecot-test.sh" stop "$work/instance" >/dev/null
+	done
+done
