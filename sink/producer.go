@@ -271,11 +271,13 @@ func (p *Producer) readLogs() {
 			if !ok {
 				return
 			}
+			// syslog levels; librdkafka reports an unreachable broker
+			// as 3 (error), which the daemon rides out: a warning.
 			var e *zerolog.Event
 			switch {
-			case l.Level <= 3:
+			case l.Level <= 2:
 				e = p.log.Error()
-			case l.Level == 4:
+			case l.Level <= 4:
 				e = p.log.Warn()
 			case l.Level <= 6:
 				e = p.log.Info()
