@@ -138,6 +138,7 @@ func serve(ctx context.Context, cfg *config.Config, startAt string, log zerolog.
 		CheckpointInterval: time.Duration(cfg.CheckpointInterval),
 		FlushTimeout:       time.Duration(cfg.Kafka.FlushTimeInMs) * time.Millisecond,
 		MaxPendingLines:    cfg.MaxPendingLines,
+		MaxLineBytes:       cfg.MaxLineBytes,
 		DeadLetter:         pipeline.NewDeadLetter(cfg.DeadLetterFile),
 		Log:                log.With().Str("component", "pipeline").Logger(),
 	}
@@ -243,7 +244,13 @@ func logSummary(log zerolog.Logger, s *pipeline.Stats, store *state.Store) {
 		Int64("records_produced", s.RecordsProduced.Load()).
 		Int64("records_delivered", s.RecordsDelivered.Load()).
 		Int64("records_rejected", s.RecordsRejected.Load()).
-		Int64("dead_lettered", s.DeadLettered.Load())
+		Int64("dead_lettered", s.DeadLettered.Load()).
+		Int64("checkpoint_errors", s.CheckpointErrors.Load())
+	bad := zerolog.Dict()
+	for _, k := range pipeline.BadKinds() {
+		bad = bad.Int64(k.String(), s.BadByKind[k].Load())
+	}
+	e = e.Dict("bad_by_kind", bad)
 	if cp, err := store.Load(); err == nil {
 		e = e.Str("path", cp.Path).Uint64("inode", cp.Inode).Int64("offset", cp.Offset)
 	}

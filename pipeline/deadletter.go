@@ -1,11 +1,13 @@
 package pipeline
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"os"
 	"strconv"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/confluentinc/confluent-kafka-go/v2/kafka"
@@ -75,6 +77,29 @@ func (d *DeadLetter) Write(pos follow.Position, topic, reason string, cause erro
 	}
 	if err := f.Close(); err != nil {
 		return fmt.Errorf("close dead-letter file: %w", err)
+	}
+	return nil
+}
+
+// lineAt reads the line that starts at pos from the events file, if the
+// file at pos.Path is still the one pos names (same device and inode). It
+// returns nil when the line cannot be had; the dead-letter entry then holds
+// only the position.
+func lineAt(pos follow.Position, maxBytes int) []byte {
+	f, err := os.Open(pos.Path)
+	if err != nil {
+		return nil
+	}
+	defer f.Close()
+	var st syscall.Stat_t
+	if err := syscall.Fstat(int(f.Fd()), &st); err != nil ||
+		uint64(st.Dev) != pos.File.Dev || st.Ino != pos.File.Inode {
+		return nil
+	}
+	buf := make([]byte, maxBytes)
+	n, _ := f.ReadAt(buf, pos.Offset)
+	if i := bytes.IndexByte(buf[:n], '\n'); i >= 0 {
+		return buf[:i]
 	}
 	return nil
 }

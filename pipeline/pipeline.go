@@ -58,6 +58,7 @@ type Options struct {
 	CheckpointInterval time.Duration // how often to save (default 1s)
 	FlushTimeout       time.Duration // how long a stop waits for acknowledgements (default 5s)
 	MaxPendingLines    int           // lines in flight before reading pauses (default 100000)
+	MaxLineBytes       int           // longest line; bounds re-reading a rejected line (default 1 MiB)
 	DeadLetter         *DeadLetter   // where unpublishable lines go; nil: only logged and counted
 	Log                zerolog.Logger
 }
@@ -67,6 +68,7 @@ type Options struct {
 type Stats struct {
 	LinesRead        atomic.Int64
 	BadLines         atomic.Int64 // lines that failed to parse or were too long
+	BadByKind        [badKinds]atomic.Int64
 	RecordsProduced  atomic.Int64
 	RecordsDelivered atomic.Int64
 	RecordsRejected  atomic.Int64 // given up on: the broker rejects them for good
@@ -88,6 +90,9 @@ func Run(ctx context.Context, src Source, snk Sink, opts Options, stats *Stats) 
 	}
 	if opts.MaxPendingLines <= 0 {
 		opts.MaxPendingLines = 100000
+	}
+	if opts.MaxLineBytes <= 0 {
+		opts.MaxLineBytes = 1 << 20
 	}
 	r := &run{
 		opts:    opts,
@@ -209,9 +214,9 @@ func (r *run) read(readCtx, workCtx context.Context) error {
 		buf, records = buf[:0], records[:0]
 		var ev *parser.Event
 		if line.TooLong {
-			r.bad(line, "line longer than max_line_bytes", nil)
+			r.bad(line, BadTooLong, nil)
 		} else if ev, err = p.Parse(line.Data); err != nil {
-			r.bad(line, "invalid line", err)
+			r.bad(line, badKind(err), err)
 			ev = nil
 		}
 		if ev != nil {
@@ -249,12 +254,19 @@ func (r *run) read(readCtx, workCtx context.Context) error {
 }
 
 // bad sends a line that cannot be published to the dead-letter file, with
-// its position and the reason, and logs it at a bounded rate.
-func (r *run) bad(line follow.Line, reason string, err error) {
+// its position and the reason, counts it by kind, and logs it at most once
+// a minute per kind.
+func (r *run) bad(line follow.Line, kind BadKind, err error) {
 	r.stats.BadLines.Add(1)
+	r.stats.BadByKind[kind].Add(1)
+	reason := kind.String()
 	if r.opts.DeadLetter != nil {
 		if dlErr := r.opts.DeadLetter.Write(line.Pos, "", reason, err, line.Data); dlErr != nil {
-			r.log.Error().Err(dlErr).Msg("cannot write the dead-letter file; the bad line is only logged")
+			r.log.Error().Err(dlErr).
+				Str("path", line.Pos.Path).
+				Int64("offset", line.Pos.Offset).
+				Str("reason", reason).
+				Msg("cannot write the dead-letter file; the bad line stays only in the events file at this offset")
 		} else {
 			r.stats.DeadLettered.Add(1)
 		}
@@ -264,7 +276,7 @@ func (r *run) bad(line follow.Line, reason string, err error) {
 		if err != nil {
 			e = e.Err(err)
 		}
-		e.Str("reason", reason).Msg("skipping a line that cannot be published; it is in the dead-letter file (further such lines are logged at most once a minute)")
+		e.Str("reason", reason).Msg("skipping a line that cannot be published; it is in the dead-letter file (further lines of this kind are logged at most once a minute)")
 	}
 }
 
@@ -286,7 +298,11 @@ func (r *run) deliveries() {
 				Msg("kafka rejected a record for good; it is in the dead-letter file and publishing goes on")
 			if r.opts.DeadLetter != nil {
 				pos, _ := r.tracker.Position(d.Seq)
-				if err := r.opts.DeadLetter.Write(pos, d.Topic, "rejected by kafka", d.Err, nil); err == nil {
+				line := lineAt(pos, r.opts.MaxLineBytes+1)
+				if err := r.opts.DeadLetter.Write(pos, d.Topic, "rejected by kafka", d.Err, line); err != nil {
+					r.log.Error().Err(err).Str("path", pos.Path).Int64("offset", pos.Offset).
+						Msg("cannot write the dead-letter file; the rejected line stays only in the events file at this offset")
+				} else {
 					r.stats.DeadLettered.Add(1)
 				}
 			}

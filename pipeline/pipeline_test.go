@@ -40,6 +40,25 @@ func lines(texts ...string) *fakeSource {
 	return s
 }
 
+// linesInFile is lines, backed by a real file, for code that reads a line
+// again from the events file.
+func linesInFile(t *testing.T, texts ...string) *fakeSource {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "events.jsonl")
+	if err := os.WriteFile(path, []byte(strings.Join(texts, "\n")+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	id, _, err := follow.Identify(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := lines(texts...)
+	for i := range s.lines {
+		s.lines[i].Pos.Path, s.lines[i].Pos.File = path, id
+	}
+	return s
+}
+
 func (s *fakeSource) Next(ctx context.Context) (follow.Line, error) {
 	if len(s.lines) == 0 {
 		<-ctx.Done()
@@ -261,6 +280,11 @@ func TestBadLinesAreDeadLettered(t *testing.T) {
 	if got := stats.BadLines.Load(); got != 3 {
 		t.Errorf("bad lines %d, want 3", got)
 	}
+	for kind, want := range map[BadKind]int64{BadJSON: 1, BadUnknownEvent: 1, BadTooLong: 1, BadUTF8: 0} {
+		if got := stats.BadByKind[kind].Load(); got != want {
+			t.Errorf("%v: %d, want %d", kind, got, want)
+		}
+	}
 	data, err := os.ReadFile(opts.DeadLetter.Path())
 	if err != nil {
 		t.Fatal(err)
@@ -294,7 +318,7 @@ func TestBadLinesAreDeadLettered(t *testing.T) {
 // A record Kafka rejects for good is dead-lettered and does not hold back
 // the checkpoint.
 func TestRejectedRecordIsDeadLettered(t *testing.T) {
-	src := lines(readLine1, readLine2)
+	src := linesInFile(t, readLine1, readLine2)
 	snk := newFakeSink()
 	cps := &memCheckpoints{}
 	opts := testOptions(t, cps)
@@ -318,7 +342,14 @@ func TestRejectedRecordIsDeadLettered(t *testing.T) {
 		t.Errorf("rejected %d dead-lettered %d", stats.RecordsRejected.Load(), stats.DeadLettered.Load())
 	}
 	data, _ := os.ReadFile(opts.DeadLetter.Path())
-	if !strings.Contains(string(data), `"topic":"dovecot"`) || !strings.Contains(string(data), "too large") {
+	var entry struct {
+		Topic, Reason, Error, Line string
+		Offset                     int64
+	}
+	if err := json.Unmarshal(data, &entry); err != nil {
+		t.Fatalf("dead-letter entry %s: %v", data, err)
+	}
+	if entry.Topic != "dovecot" || !strings.Contains(entry.Error, "too large") || entry.Line != readLine1 || entry.Offset != 0 {
 		t.Errorf("dead-letter entry: %s", data)
 	}
 }
@@ -369,5 +400,24 @@ func TestCheckpointFailureIsRetried(t *testing.T) {
 	cancel()
 	if err := <-done; err != nil {
 		t.Fatal(err)
+	}
+}
+
+// A fatal producer error, not tied to any record, also rewinds.
+func TestFatalProducerErrorRewinds(t *testing.T) {
+	src := lines(readLine1)
+	snk := newFakeSink()
+	var stats Stats
+	done := make(chan error, 1)
+	go func() { done <- Run(context.Background(), src, snk, testOptions(t, &memCheckpoints{}), &stats) }()
+	snk.waitProduced(t, 1)
+	snk.ch <- sink.Delivery{Err: kafka.NewError(kafka.ErrOutOfOrderSequenceNumber, "fatal", true), Class: sink.Fatal, Producer: true}
+	select {
+	case err := <-done:
+		if !errors.Is(err, ErrRewind) {
+			t.Fatalf("Run = %v, want ErrRewind", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Run did not return after a fatal producer error")
 	}
 }

@@ -129,3 +129,36 @@ func TestConfigMapRedactsSecrets(t *testing.T) {
 		t.Errorf("settings: %v", m)
 	}
 }
+
+// TestFatalErrorIsReported injects librdkafka's fatal error (as the
+// idempotent producer raises when it loses its sequence state) and checks
+// that it comes out as a producer-level Fatal delivery.
+func TestFatalErrorIsReported(t *testing.T) {
+	cluster, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(1, "events"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cluster.Close()
+	p, err := New(Config{Brokers: cluster.ListenAddrs()[0]}, zerolog.New(zerolog.NewTestWriter(t)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		go func() {
+			for range p.Deliveries() {
+			}
+		}()
+		p.Close()
+	}()
+	if code := p.kp.TestFatalError(kafka.ErrOutOfOrderSequenceNumber, "injected by the test"); code != kafka.ErrNoError {
+		t.Fatalf("TestFatalError: %v", code)
+	}
+	select {
+	case d := <-p.Deliveries():
+		if !d.Producer || d.Class != Fatal || d.Err == nil {
+			t.Fatalf("delivery %+v, want a producer-level fatal error", d)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("no report of the fatal error")
+	}
+}
