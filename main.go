@@ -118,8 +118,13 @@ func serve(ctx context.Context, cfg *config.Config, startAt string, log zerolog.
 	for i, d := range drivers {
 		topics[i] = d.Topic
 	}
+	mode := "at-least-once"
+	if cfg.ExactlyOnce.Enabled {
+		mode = "exactly-once"
+	}
 	log.Info().
 		Str("version", version).
+		Str("delivery", mode).
 		Str("path", cfg.EventsFile).
 		Str("checkpoint", cfg.CheckpointFile).
 		Str("dead_letter", cfg.DeadLetterFile).
@@ -144,8 +149,15 @@ func serve(ctx context.Context, cfg *config.Config, startAt string, log zerolog.
 	}
 	var stats pipeline.Stats
 	backoff := time.Second
+	override := startAt != "" // -start-at wins over a position in Kafka once
 	for {
-		err := runOnce(ctx, cfg, start, opts, &stats, log)
+		var err error
+		if cfg.ExactlyOnce.Enabled {
+			err = runOnceTxn(ctx, cfg, start, override, opts, &stats, log)
+			override = false
+		} else {
+			err = runOnce(ctx, cfg, start, opts, &stats, log)
+		}
 		if !errors.Is(err, pipeline.ErrRewind) {
 			logSummary(log, &stats, store)
 			return err
@@ -166,7 +178,7 @@ func serve(ctx context.Context, cfg *config.Config, startAt string, log zerolog.
 			start = cp.Position()
 			start.Path = cfg.EventsFile
 		}
-		log.Info().Int64("offset", start.Offset).Msg("restarting from the checkpoint")
+		log.Info().Int64("offset", start.Offset).Msg("restarting from the last acknowledged position")
 	}
 }
 
@@ -185,6 +197,65 @@ func runOnce(ctx context.Context, cfg *config.Config, start follow.Position, opt
 		return err
 	}
 	return pipeline.Run(ctx, reader, producer, opts, stats)
+}
+
+// runOnceTxn is runOnce for the exactly-once mode: the position stored in
+// Kafka, if any, wins over start (the checkpoint file or -start-at) unless
+// override is set.
+func runOnceTxn(ctx context.Context, cfg *config.Config, start follow.Position, override bool, opts pipeline.Options, stats *pipeline.Stats, log zerolog.Logger) error {
+	eo := cfg.ExactlyOnce
+	klog := log.With().Str("component", "kafka").Logger()
+	producer, err := sink.NewTxn(ctx, cfg.Sink(), eo.TransactionalID, eo.PositionTopic, klog)
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil
+		}
+		return err
+	}
+
+	value, found, err := sink.ReadPosition(ctx, cfg.Sink(), eo.PositionTopic, eo.TransactionalID)
+	switch {
+	case err != nil:
+		closeProducer(producer.Producer)
+		return fmt.Errorf("%w: read the position from kafka: %v", pipeline.ErrRewind, err)
+	case found && !override:
+		cp, err := state.Unmarshal(value)
+		if err != nil {
+			closeProducer(producer.Producer)
+			return fmt.Errorf("position stored in kafka topic %s under key %s is unreadable (%v): start once with -start-at beginning|end|OFFSET", eo.PositionTopic, eo.TransactionalID, err)
+		}
+		start = cp.Position()
+		start.Path = cfg.EventsFile
+		log.Info().Str("topic", eo.PositionTopic).Uint64("inode", cp.Inode).Int64("offset", cp.Offset).
+			Msg("resuming from the position stored in kafka")
+	default:
+		log.Info().Str("topic", eo.PositionTopic).Int64("offset", start.Offset).
+			Msg("no position stored in kafka yet; starting from the checkpoint file or -start-at")
+	}
+
+	reader, err := follow.Open(cfg.EventsFile, start, follow.Options{
+		MaxLineBytes: cfg.MaxLineBytes,
+		Log:          log.With().Str("component", "follow").Logger(),
+	})
+	if err != nil {
+		closeProducer(producer.Producer)
+		return fmt.Errorf("open events file: %w", err)
+	}
+	defer reader.Close()
+	return pipeline.RunTransactional(ctx, reader, producer, pipeline.TxnOptions{
+		Options:        opts,
+		CommitInterval: time.Duration(eo.CommitInterval),
+		CommitMaxLines: eo.CommitMaxLines,
+	}, stats)
+}
+
+// closeProducer closes p, draining its delivery reports as Close needs.
+func closeProducer(p *sink.Producer) {
+	go func() {
+		for range p.Deliveries() {
+		}
+	}()
+	p.Close()
 }
 
 // startPosition decides where reading starts: the checkpoint, unless

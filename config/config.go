@@ -53,8 +53,34 @@ type Config struct {
 	// otherwise (default auto).
 	LogFormat string `toml:"log_format"`
 
-	Kafka   Kafka    `toml:"kafka"`
-	Drivers []Driver `toml:"driver"`
+	Kafka       Kafka       `toml:"kafka"`
+	ExactlyOnce ExactlyOnce `toml:"exactly_once"`
+	Drivers     []Driver    `toml:"driver"`
+}
+
+// ExactlyOnce configures the opt-in exactly-once mode: records are produced
+// in Kafka transactions that also store the file position in Kafka, so a
+// consumer with isolation.level=read_committed sees every event once, even
+// across a crash.
+type ExactlyOnce struct {
+	// Enabled turns the mode on (default false: at least once).
+	Enabled bool `toml:"enabled"`
+
+	// TransactionalID is librdkafka's transactional.id: unique per events
+	// file, and stable across restarts (required when enabled).
+	TransactionalID string `toml:"transactional_id"`
+
+	// PositionTopic holds the positions, keyed by transactional_id, in
+	// partition 0; make it a compacted topic (default
+	// "dovecot-kafka-positions").
+	PositionTopic string `toml:"position_topic"`
+
+	// CommitInterval is the longest a transaction stays open (default
+	// 200ms); it bounds the latency the mode adds.
+	CommitInterval Duration `toml:"commit_interval"`
+
+	// CommitMaxLines is the most lines in one transaction (default 10000).
+	CommitMaxLines int `toml:"commit_max_lines"`
 }
 
 // Kafka holds the Kafka client settings, named after the old driver's
@@ -176,6 +202,20 @@ func (c *Config) setDefaults() error {
 	}
 	if c.MaxLineBytes < 0 || c.MaxPendingLines < 0 || c.Kafka.FlushTimeInMs < 0 || c.Kafka.DestroyTimeInMs < 0 || c.CheckpointInterval < 0 {
 		return errors.New("sizes, counts and times must not be negative")
+	}
+	if c.ExactlyOnce.Enabled {
+		if c.ExactlyOnce.TransactionalID == "" {
+			return errors.New("exactly_once.transactional_id is required when exactly_once.enabled is true: pick a name unique to this events file, e.g. \"dovecot-kafka-<host>\"")
+		}
+		if c.ExactlyOnce.PositionTopic == "" {
+			c.ExactlyOnce.PositionTopic = "dovecot-kafka-positions"
+		}
+		if c.ExactlyOnce.CommitInterval <= 0 {
+			c.ExactlyOnce.CommitInterval = Duration(200 * time.Millisecond)
+		}
+		if c.ExactlyOnce.CommitMaxLines <= 0 {
+			c.ExactlyOnce.CommitMaxLines = 10000
+		}
 	}
 	if len(c.Drivers) == 0 {
 		return errors.New("no [[driver]] configured: add at least one, e.g. [[driver]] with topic = \"dovecot\"")

@@ -6,6 +6,7 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+	"time"
 
 	"dovecot-kafka/mapping"
 	"dovecot-kafka/parser"
@@ -53,6 +54,17 @@ func TestDefaults(t *testing.T) {
 	}
 }
 
+func TestExactlyOnceDefaults(t *testing.T) {
+	c, err := Load(write(t, "events_file = \"/e\"\n[exactly_once]\nenabled = true\ntransactional_id = \"host1\"\n[[driver]]\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	eo := c.ExactlyOnce
+	if eo.PositionTopic != "dovecot-kafka-positions" || eo.CommitMaxLines != 10000 || time.Duration(eo.CommitInterval) != 200*time.Millisecond {
+		t.Errorf("defaults %+v", eo)
+	}
+}
+
 func TestOldDriverSpellings(t *testing.T) {
 	c, err := Load(write(t, `events_file = "/tmp/e.jsonl"
 [[driver]]
@@ -86,6 +98,7 @@ func TestErrors(t *testing.T) {
 		{"bad duration", "events_file = \"/e\"\ncheckpoint_interval = \"soon\"\n[[driver]]\n", "soon"},
 		{"duplicate driver", "events_file = \"/e\"\n[[driver]]\n[[driver]]\n", "configured twice"},
 		{"bad level", "events_file = \"/e\"\nlog_level = \"loud\"\n[[driver]]\n", "log_level"},
+		{"exactly once without id", "events_file = \"/e\"\n[exactly_once]\nenabled = true\n[[driver]]\n", "transactional_id is required"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -17,14 +17,42 @@
 //     to it. The reader keeps reading the old file until it has not grown for
 //     [Options.RotateGrace], then moves to the new file at offset 0. Nothing
 //     is lost unless a writer keeps appending to the old file after that.
-//   - Copytruncate: the file is copied elsewhere and then truncated to size 0
-//     in place. Lines written between the copy and the truncation are lost by
-//     the rotation tool itself, and the reader cannot see them. The reader
-//     notices the truncation and starts again at offset 0.
+//     The reader holds the old file open, so it still reads it to its end
+//     if the old file is compressed and deleted meanwhile; only a restart
+//     in between loses what was left of it.
+//   - Copytruncate: the file is copied (for example to events.jsonl.1 or
+//     events.jsonl-20261204) and then truncated to size 0 in place; writers
+//     go on at offset 0. Lines the reader had not read yet are then in the
+//     copy only. When the reader notices the truncation (see below), it
+//     looks in the file's directory for the copy: a regular file, other
+//     than the truncated one, whose name starts with the file's base name
+//     and does not end like a compressed file (.gz, .xz, .zst, ...), that
+//     is at least as long as the offset of the first line not yet returned,
+//     and whose first bytes have the fingerprint the truncated file had. Of
+//     several, the one modified last wins. The reader reads the copy from
+//     that offset to its end, then the truncated file from offset 0; lines
+//     from the copy carry the copy's [FileID], so that a [Position] saved
+//     while reading it resumes there after a restart, as in a rotated file.
+//     The same holds at [Open]
+//     when the start position's file is shorter than its offset, or is
+//     still at the path but with other first bytes, which is how a file
+//     that was truncated and written again past the saved offset shows.
+//     The copy is finished without waiting for late writers: nobody writes
+//     to it. A last line in it without its '\n' is a fragment (the rest of
+//     it went to the file before the truncation) and is dropped. Lines
+//     written between the copy and the truncation are lost by the rotation
+//     tool itself, and the reader cannot see them; neither can it use a
+//     copy that was compressed (or moved to another directory) before the
+//     reader noticed the truncation.
 //   - Truncation: the file's size drops below the reader's offset, or its
 //     first bytes change (it was truncated and refilled before the reader
-//     looked). The reader logs a warning, counts it in [Stats], and reads the
-//     file again from offset 0; lines already returned may be returned again.
+//     looked). If no copy is found as described above, the reader logs a
+//     warning, counts it in [Stats], and reads the file again from offset
+//     0: the lines the file now holds are either new, or there is no
+//     knowing which of them were returned before, and returning a line
+//     twice is better than losing it. Lines not yet read when the file was
+//     truncated may be lost; lines already returned may be returned again,
+//     for example after `truncate -s 100`.
 //   - Deletion: the path disappears and the open file has no name left. The
 //     reader finishes what the file holds, releases it once it has been quiet
 //     for [Options.RotateGrace], and waits for the path to appear again.

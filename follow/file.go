@@ -1,12 +1,15 @@
 package follow
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
+	"strings"
 )
 
 // FingerprintMax is the number of leading bytes of a file that a fingerprint
@@ -179,4 +182,133 @@ func findFile(dir string, want FileID) (*os.File, string, error) {
 		return f, name, nil
 	}
 	return nil, "", nil
+}
+
+// compressedExts are name endings of compressed files. A search for the copy
+// of a truncated file skips them: their bytes are not lines.
+var compressedExts = []string{
+	".gz", ".bz2", ".xz", ".zst", ".lz4", ".lzma", ".lz", ".Z", ".zip", ".br", ".sz",
+}
+
+// copyCandidate is a file that may be the copy of a truncated file.
+type copyCandidate struct {
+	name  string
+	mtime int64 // nanoseconds since the epoch
+	size  int64
+}
+
+// findCopy looks next to path for the copy that a copytruncate rotation made
+// of the file want identified before it was truncated: a regular file other
+// than want's device and inode and other than path itself, whose name starts
+// with path's base name and does not end like a compressed file, that is at
+// least minSize bytes long, and whose first want.FingerprintLen bytes hash to
+// want.Fingerprint. Of several such files it takes the one modified last.
+//
+// It returns the open file and its name, or a nil file if there is none;
+// the error, if any, says why a candidate could not be checked. A
+// fingerprint of no bytes, or of fewer bytes than minSize while minSize is
+// below FingerprintMax, cannot tell a copy from another file: then it finds
+// nothing.
+func findCopy(path string, want FileID, minSize int64) (*os.File, string, error) {
+	if want.FingerprintLen <= 0 || want.FingerprintLen > FingerprintMax ||
+		int64(want.FingerprintLen) < min(minSize, FingerprintMax) {
+		return nil, "", nil
+	}
+	dir, base := filepath.Dir(path), filepath.Base(path)
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return nil, "", err
+	}
+
+	// Cheap tests first, on what the directory listing tells.
+	var cands []copyCandidate
+	for _, e := range entries {
+		name := e.Name()
+		if name == base || !strings.HasPrefix(name, base) || isCompressed(name) || !e.Type().IsRegular() {
+			continue
+		}
+		fi, err := e.Info()
+		if err != nil {
+			continue // removed since ReadDir
+		}
+		dev, ino, _, ok := sysInfo(fi)
+		if !ok || (dev == want.Dev && ino == want.Inode) || fi.Size() < minSize {
+			continue
+		}
+		cands = append(cands, copyCandidate{name, fi.ModTime().UnixNano(), fi.Size()})
+	}
+
+	// Newest first; on a tie the longer, then by name, so that the choice
+	// does not depend on the order of the listing.
+	slices.SortFunc(cands, func(a, b copyCandidate) int {
+		return cmp.Or(
+			cmp.Compare(b.mtime, a.mtime),
+			cmp.Compare(b.size, a.size),
+			strings.Compare(a.name, b.name),
+		)
+	})
+	// A candidate that cannot be read does not stop the search; its error
+	// is returned only if no other candidate is the copy.
+	var errs []error
+	for _, c := range cands {
+		name := filepath.Join(dir, c.name)
+		f, ok, err := openCopy(name, want, minSize)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		if ok {
+			return f, name, nil
+		}
+	}
+	return nil, "", errors.Join(errs...)
+}
+
+// openCopy opens name and reports whether it holds want's first bytes and at
+// least minSize bytes. The file is left open only if it does.
+func openCopy(name string, want FileID, minSize int64) (*os.File, bool, error) {
+	f, err := os.Open(name)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, false, nil // removed since ReadDir, perhaps compressed
+	}
+	if err != nil {
+		return nil, false, err // names the file
+	}
+
+	fi, err := f.Stat()
+	if err != nil {
+		f.Close()
+		return nil, false, fmt.Errorf("stat %s: %w", name, err)
+	}
+	fp, n, err := readFingerprint(f, want.FingerprintLen)
+	if err != nil {
+		f.Close()
+		return nil, false, fmt.Errorf("read first bytes of %s: %w", name, err)
+	}
+	if !fi.Mode().IsRegular() || fi.Size() < minSize || n != want.FingerprintLen || fp != want.Fingerprint {
+		f.Close()
+		return nil, false, nil
+	}
+	return f, true, nil
+}
+
+// isCompressed reports whether name ends like a compressed file.
+func isCompressed(name string) bool {
+	for _, ext := range compressedExts {
+		if strings.HasSuffix(name, ext) {
+			return true
+		}
+	}
+	return false
+}
+
+// sameInode reports whether f has id's device and inode number, whatever its
+// first bytes.
+func sameInode(f *os.File, id FileID) bool {
+	fi, err := f.Stat()
+	if err != nil {
+		return false
+	}
+	dev, ino, _, ok := sysInfo(fi)
+	return ok && dev == id.Dev && ino == id.Inode
 }

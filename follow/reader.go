@@ -78,20 +78,33 @@ type Options struct {
 
 // Stats counts what a [Reader] has seen since [Open].
 type Stats struct {
-	Lines       uint64 // lines returned, TooLong ones included
-	Bytes       uint64 // bytes of the lines returned, '\n' included
-	Rotations   uint64 // moves from a rotated-away file to the file at the path
-	Truncations uint64 // restarts at offset 0 because the file shrank or its first bytes changed
-	TooLong     uint64 // lines longer than MaxLineBytes
-	NULBytes    uint64 // NUL bytes skipped
+	Lines     uint64 // lines returned, TooLong ones included
+	Bytes     uint64 // bytes of the lines returned, '\n' included
+	Rotations uint64 // moves from a rotated-away file to the file at the path
+	// Truncations counts truncations noticed: the file shrank below the
+	// offset, or its first bytes changed, while it was read or since the
+	// start position was saved. Each one ends in CopiesFinished (or a copy
+	// left early) or in CopiesMissing.
+	Truncations uint64
+	// CopiesFinished counts copies of a truncated file (see copytruncate in
+	// the package doc) read to their end.
+	CopiesFinished uint64
+	// CopiesMissing counts truncations for which no copy was found: the
+	// file was read again from offset 0, and the lines not yet read when it
+	// was truncated may be lost.
+	CopiesMissing uint64
+	TooLong       uint64 // lines longer than MaxLineBytes
+	NULBytes      uint64 // NUL bytes skipped
 	// Fragments counts incomplete lines dropped: cut off by NUL bytes, or
-	// left at the end of a file that was rotated away or deleted.
+	// left at the end of a file that was rotated away or deleted, or at the
+	// end of the copy of a truncated file.
 	Fragments uint64
 }
 
 // counters are the Stats of a Reader, readable from any goroutine.
 type counters struct {
-	lines, bytes, rotations, truncations, tooLong, nulBytes, fragments atomic.Uint64
+	lines, bytes, rotations, truncations, copiesFinished, copiesMissing atomic.Uint64
+	tooLong, nulBytes, fragments                                        atomic.Uint64
 }
 
 // Reader follows the events file. Its methods must be called from one
@@ -123,6 +136,12 @@ type Reader struct {
 	tooLong bool
 	inNUL   bool // the last byte looked at was a skipped NUL
 
+	// While copying is set, f is the copy that a copytruncate rotation made
+	// of a truncated file, and after is the truncated file itself, to be
+	// read from offset 0 once the copy is finished.
+	copying bool
+	after   *os.File
+
 	// away is set while the path names another file than f, or none.
 	away       bool
 	awaySince  time.Time
@@ -141,7 +160,7 @@ type Reader struct {
 	closed bool
 	n      counters
 
-	limOpen, limRead, limStat, limNUL, limFrag, limWatch limiter
+	limOpen, limRead, limStat, limNUL, limFrag, limWatch, limCopy limiter
 }
 
 // Open returns a Reader of the file at path that starts at start. It does
@@ -158,9 +177,14 @@ type Reader struct {
 //     file at path. While the path itself is missing, Next waits for it
 //     before deciding.
 //
-// If the file found is shorter than start.Offset, it was truncated: a
-// warning, and its beginning. The file at path need not be the one
-// start.Path named when the position was saved; the identity decides.
+// If the file found is shorter than start.Offset, or it is the file at path
+// (same device and inode) but its first bytes changed, it was truncated
+// since the position was saved. Then, if the directory holds a copy of it
+// as it was (see copytruncate in the package doc), reading starts at
+// start.Offset in the copy and goes on at the beginning of the truncated
+// file; without a copy, a warning, and the beginning of the truncated file.
+// The file at path need not be the one start.Path named when the position
+// was saved; the identity decides.
 func Open(path string, start Position, opts Options) (*Reader, error) {
 	switch {
 	case path == "":
@@ -245,6 +269,10 @@ func (r *Reader) Next(ctx context.Context) (Line, error) {
 		}
 
 		// End of the file: see whether it was truncated or replaced.
+		if r.copying {
+			r.leaveCopy(true) // a copy is complete: nobody writes to it
+			continue
+		}
 		if r.checkFile() {
 			continue
 		}
@@ -269,6 +297,10 @@ func (r *Reader) Close() error {
 		errs = append(errs, r.f.Close())
 		r.f = nil
 	}
+	if r.after != nil {
+		errs = append(errs, r.after.Close())
+		r.after = nil
+	}
 	if r.watcher != nil {
 		errs = append(errs, r.watcher.Close())
 		<-r.watchDone
@@ -283,13 +315,15 @@ func (r *Reader) Close() error {
 // with the other methods.
 func (r *Reader) Stats() Stats {
 	return Stats{
-		Lines:       r.n.lines.Load(),
-		Bytes:       r.n.bytes.Load(),
-		Rotations:   r.n.rotations.Load(),
-		Truncations: r.n.truncations.Load(),
-		TooLong:     r.n.tooLong.Load(),
-		NULBytes:    r.n.nulBytes.Load(),
-		Fragments:   r.n.fragments.Load(),
+		Lines:          r.n.lines.Load(),
+		Bytes:          r.n.bytes.Load(),
+		Rotations:      r.n.rotations.Load(),
+		Truncations:    r.n.truncations.Load(),
+		CopiesFinished: r.n.copiesFinished.Load(),
+		CopiesMissing:  r.n.copiesMissing.Load(),
+		TooLong:        r.n.tooLong.Load(),
+		NULBytes:       r.n.nulBytes.Load(),
+		Fragments:      r.n.fragments.Load(),
 	}
 }
 
@@ -357,6 +391,13 @@ func (r *Reader) resolveStart() error {
 		if ok {
 			return r.resume(f, r.path, size, false)
 		}
+		// The same file with other first bytes: truncated, perhaps
+		// written again past the saved offset, or a new file that got
+		// the inode of a deleted one. Both start at the beginning, after
+		// the copy of the old content if there is one.
+		if sameInode(f, s.File) {
+			return r.resumeTruncated(f, r.path, size, false)
+		}
 		f.Close()
 	}
 
@@ -406,13 +447,7 @@ func (r *Reader) resolveStart() error {
 func (r *Reader) resume(f *os.File, name string, size int64, away bool) error {
 	off := r.start.Offset
 	if size < off {
-		r.n.truncations.Add(1)
-		r.log.Warn().
-			Uint64("inode", r.start.File.Inode).
-			Int64("offset", off).
-			Int64("size", size).
-			Msg("checkpointed events file is shorter than the checkpoint; reading it from the beginning")
-		off = 0
+		return r.resumeTruncated(f, name, size, away)
 	}
 	if err := r.setFile(f, off); err != nil {
 		f.Close()
@@ -430,6 +465,49 @@ func (r *Reader) resume(f *os.File, name string, size int64, away bool) error {
 		Int64("offset", off).
 		Bool("rotated", away).
 		Msg("resuming events file")
+	return nil
+}
+
+// resumeTruncated starts reading when f, the file r.start names (found at
+// name, size bytes long), was truncated since the position was saved: at
+// r.start.Offset in its copy if there is one, then at the beginning of f.
+func (r *Reader) resumeTruncated(f *os.File, name string, size int64, away bool) error {
+	s := r.start
+	r.n.truncations.Add(1)
+
+	cp, cpName, err := findCopy(r.path, s.File, s.Offset)
+	if cp != nil {
+		err = r.setFile(cp, s.Offset)
+		if err == nil {
+			r.copying, r.after, r.resolved = true, f, true
+			r.log.Info().
+				Str("file", cpName).
+				Uint64("inode", r.id.Inode).
+				Uint64("truncated_inode", s.File.Inode).
+				Int64("offset", s.Offset).
+				Int64("size", size).
+				Msg("checkpointed events file was truncated; reading the rest of it from its copy, then the file from the beginning")
+			return nil
+		}
+		cp.Close()
+	}
+
+	r.n.copiesMissing.Add(1)
+	r.log.Warn().Err(err).
+		Str("file", name).
+		Uint64("inode", s.File.Inode).
+		Int64("offset", s.Offset).
+		Int64("size", size).
+		Msg("checkpointed events file was truncated and no copy of it was found: lines between offset and the truncation may be lost; reading it from the beginning")
+	if err := r.setFile(f, 0); err != nil {
+		f.Close()
+		return err
+	}
+	r.resolved = true
+	if away {
+		r.away = true
+		r.awaySince = r.now()
+	}
 	return nil
 }
 
@@ -632,7 +710,7 @@ func (r *Reader) checkHead() {
 	}
 	have := r.id.FingerprintLen
 	if n < have || fingerprint(b[:have]) != r.id.Fingerprint {
-		r.restart(-1)
+		r.truncated(-1)
 		return
 	}
 	if n > have {
@@ -656,13 +734,13 @@ func (r *Reader) checkFile() bool {
 	// Truncated: smaller than what has been read, or different first bytes
 	// (truncated and written again before we looked).
 	if fi.Size() < r.readOff {
-		r.restart(fi.Size())
+		r.truncated(fi.Size())
 		return true
 	}
 	if r.id.FingerprintLen > 0 {
 		fp, n, err := readFingerprint(r.f, r.id.FingerprintLen)
 		if err == nil && (n != r.id.FingerprintLen || fp != r.id.Fingerprint) {
-			r.restart(fi.Size())
+			r.truncated(fi.Size())
 			return true
 		}
 	}
@@ -697,20 +775,87 @@ func (r *Reader) checkFile() bool {
 	}
 }
 
-// restart reads the file again from offset 0 after it was truncated to
-// size bytes (-1: unknown).
-func (r *Reader) restart(size int64) {
+// truncated handles a truncation of the open file, now size bytes long (-1:
+// unknown), noticed while reading it. The lines not yet returned start at
+// r.lineOff; the bytes buffered after it may already be new content and are
+// dropped. If the directory holds a copy of the file as it was, reading goes
+// on at r.lineOff in the copy and then at offset 0 of the truncated file;
+// otherwise at offset 0 at once, with a warning.
+func (r *Reader) truncated(size int64) {
+	if r.copying {
+		// Copies do not change; this one did, so it is not what it seemed.
+		r.log.Warn().
+			Uint64("inode", r.id.Inode).
+			Int64("offset", r.lineOff).
+			Msg("copy of the truncated events file changed while being read, leaving it; lines after offset may be lost")
+		r.leaveCopy(false)
+		return
+	}
 	r.n.truncations.Add(1)
-	e := r.log.Warn().
+	from := r.lineOff
+	r.resetBuf()
+
+	cp, name, err := findCopy(r.path, r.id, from)
+	if cp != nil {
+		trunc, truncIno := r.f, r.id.Inode
+		err = r.setFile(cp, from)
+		if err == nil {
+			r.copying, r.after = true, trunc
+			e := r.log.Info().
+				Str("file", name).
+				Uint64("inode", r.id.Inode).
+				Uint64("truncated_inode", truncIno).
+				Int64("offset", from)
+			if size >= 0 {
+				e = e.Int64("size", size)
+			}
+			e.Msg("events file truncated; reading the rest of it from its copy, then the file from the beginning")
+			return
+		}
+		cp.Close()
+	}
+
+	r.n.copiesMissing.Add(1)
+	e := r.log.Warn().Err(err).
 		Uint64("inode", r.id.Inode).
-		Int64("offset", r.readOff)
+		Int64("offset", from)
 	if size >= 0 {
 		e = e.Int64("size", size)
 	}
-	e.Msg("events file truncated, reading it again from the beginning; lines written just before the truncation may be lost")
-	r.resetBuf()
+	e.Msg("events file truncated and no copy of it was found: lines between offset and the truncation may be lost; reading it again from the beginning")
 	r.readOff, r.lineOff = 0, 0
 	r.id.Fingerprint, r.id.FingerprintLen = fingerprint(nil), 0
+}
+
+// leaveCopy closes the copy being read and goes on with the truncated file
+// at offset 0. finished reports that the copy was read to its end; a last
+// line without its '\n' there is a fragment: the rest of it went to the
+// truncated file before the truncation.
+func (r *Reader) leaveCopy(finished bool) {
+	ino, off := r.id.Inode, r.readOff
+	if finished {
+		r.dropPartial("end of the copy of a truncated file")
+	} else {
+		r.resetBuf()
+	}
+	r.f.Close()
+	r.f = nil
+	trunc := r.after
+	r.copying, r.after = false, nil
+
+	if finished {
+		r.n.copiesFinished.Add(1)
+		r.log.Info().
+			Uint64("inode", ino).
+			Int64("offset", off).
+			Msg("finished the copy of the truncated events file, reading the file from the beginning")
+	}
+	if err := r.setFile(trunc, 0); err != nil {
+		trunc.Close()
+		r.rateWarn(&r.limCopy).Err(err).
+			Msg("cannot read the truncated events file after its copy, opening the path again")
+		// With no file, Next opens the path.
+	}
 }
 
 // markAway records that the path no longer names the open file.

@@ -134,6 +134,31 @@ func (st *Store) Load() (Checkpoint, error) {
 	return cp, nil
 }
 
+// Marshal encodes cp in the checkpoint file's format (version
+// FormatVersion), ending in a newline. The exactly-once mode stores the
+// same encoding in Kafka.
+func Marshal(cp Checkpoint) ([]byte, error) {
+	version := FormatVersion
+	fp := fmt.Sprintf("%016x", cp.Fingerprint)
+	data, err := json.Marshal(fileFormat{
+		Version:        &version,
+		Path:           cp.Path,
+		Dev:            &cp.Dev,
+		Inode:          &cp.Inode,
+		Fingerprint:    &fp,
+		FingerprintLen: &cp.FingerprintLen,
+		Offset:         &cp.Offset,
+		Updated:        cp.Updated.UTC(),
+	})
+	if err != nil {
+		return nil, fmt.Errorf("encode checkpoint: %w", err)
+	}
+	return append(data, '\n'), nil
+}
+
+// Unmarshal decodes and checks data written by Marshal.
+func Unmarshal(data []byte) (Checkpoint, error) { return decode(data) }
+
 // decode parses and checks a checkpoint file's contents.
 func decode(data []byte) (Checkpoint, error) {
 	if len(bytes.TrimSpace(data)) == 0 {
@@ -206,22 +231,10 @@ func (st *Store) Save(cp Checkpoint) error {
 	if cp.Updated.IsZero() {
 		cp.Updated = st.now()
 	}
-	version := FormatVersion
-	fp := fmt.Sprintf("%016x", cp.Fingerprint)
-	data, err := json.Marshal(fileFormat{
-		Version:        &version,
-		Path:           cp.Path,
-		Dev:            &cp.Dev,
-		Inode:          &cp.Inode,
-		Fingerprint:    &fp,
-		FingerprintLen: &cp.FingerprintLen,
-		Offset:         &cp.Offset,
-		Updated:        cp.Updated.UTC(),
-	})
+	data, err := Marshal(cp)
 	if err != nil {
-		return fmt.Errorf("encode checkpoint: %w", err)
+		return err
 	}
-	data = append(data, '\n')
 
 	tmp := st.path + ".tmp"
 	if err := st.writeFileSync(tmp, data); err != nil { // write, fsync, close

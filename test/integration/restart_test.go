@@ -97,7 +97,7 @@ func (d *daemon) stop(t *testing.T, sig syscall.Signal) int {
 	return d.cmd.ProcessState.ExitCode()
 }
 
-func writeConfig(t *testing.T, dir, eventsFile, topic string) string {
+func writeConfig(t *testing.T, dir, eventsFile, topic, extra string) string {
 	t.Helper()
 	cfg := fmt.Sprintf(`events_file = %q
 checkpoint_file = %q
@@ -107,9 +107,11 @@ log_format = "json"
 [kafka]
 brokers = %q
 
+%s
+
 [[driver]]
 topic = %q
-`, eventsFile, filepath.Join(dir, "checkpoint.json"), os.Getenv("KAFKA_BROKERS"), topic)
+`, eventsFile, filepath.Join(dir, "checkpoint.json"), os.Getenv("KAFKA_BROKERS"), extra, topic)
 	path := filepath.Join(dir, "dovecot-kafka.toml")
 	if err := os.WriteFile(path, []byte(cfg), 0o644); err != nil {
 		t.Fatal(err)
@@ -184,13 +186,15 @@ func waitFor(t *testing.T, what string, timeout time.Duration, cond func() bool)
 	}
 }
 
-// consume reads the whole topic and returns the uid sequence per key.
+// consume reads the whole topic, as a read_committed consumer (records of
+// aborted transactions are skipped), and returns the uid sequence per key.
 func consume(t *testing.T, topic string, want int) map[string][]int {
 	t.Helper()
 	cl, err := kgo.NewClient(
 		kgo.SeedBrokers(strings.Split(brokers(t), ",")...),
 		kgo.ConsumeTopics(topic),
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
+		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
 	)
 	if err != nil {
 		t.Fatal(err)
@@ -236,7 +240,7 @@ func consume(t *testing.T, topic string, want int) map[string][]int {
 // appending, restarts it, and checks on Kafka that every event arrived
 // exactly once and in order per user.
 func TestStopAndRestart(t *testing.T) {
-	lost, dup := restartRun(t, syscall.SIGTERM)
+	lost, dup := restartRun(t, syscall.SIGTERM, "")
 	if lost != 0 || dup != 0 {
 		t.Fatalf("lost %d, duplicated %d; want none lost and none duplicated after clean stops", lost, dup)
 	}
@@ -246,22 +250,37 @@ func TestStopAndRestart(t *testing.T) {
 // appending. Nothing may be lost; lines in flight since the last saved
 // checkpoint may be published again (at least once).
 func TestKillAndRestart(t *testing.T) {
-	lost, _ := restartRun(t, syscall.SIGKILL)
+	lost, _ := restartRun(t, syscall.SIGKILL, "")
 	if lost != 0 {
 		t.Fatalf("lost %d events after SIGKILL; want none", lost)
+	}
+}
+
+// TestExactlyOnceAcrossKill runs the exactly-once mode through SIGKILLs: a
+// read_committed consumer must see every event exactly once.
+func TestExactlyOnceAcrossKill(t *testing.T) {
+	extra := fmt.Sprintf(`
+[exactly_once]
+enabled = true
+transactional_id = "integration-%d"
+position_topic = "integration-positions"
+commit_interval = "100ms"`, time.Now().UnixNano())
+	lost, dup := restartRun(t, syscall.SIGKILL, extra)
+	if lost != 0 || dup != 0 {
+		t.Fatalf("exactly-once across SIGKILL: lost %d, duplicated %d; want none of either", lost, dup)
 	}
 }
 
 // restartRun stops the daemon three times with sig while a writer keeps
 // appending, lets a last run catch up, and returns how many events were
 // lost and duplicated on Kafka. Per-user order is checked on the way.
-func restartRun(t *testing.T, sig syscall.Signal) (lost, dup int) {
+func restartRun(t *testing.T, sig syscall.Signal, extraConfig string) (lost, dup int) {
 	brokers(t)
 	bin := buildDaemon(t)
 	dir := t.TempDir()
 	events := filepath.Join(dir, "events.jsonl")
 	topic := fmt.Sprintf("restart-%d", time.Now().UnixNano())
-	cfg := writeConfig(t, dir, events, topic)
+	cfg := writeConfig(t, dir, events, topic, extraConfig)
 	logPath := filepath.Join(dir, "daemon.log")
 	t.Cleanup(func() {
 		if t.Failed() {
