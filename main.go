@@ -24,6 +24,7 @@ import (
 	"runtime/pprof"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -32,6 +33,7 @@ import (
 
 	"dovecot-kafka/config"
 	"dovecot-kafka/follow"
+	"dovecot-kafka/metrics"
 	"dovecot-kafka/pipeline"
 	"dovecot-kafka/sink"
 	"dovecot-kafka/state"
@@ -148,15 +150,30 @@ func serve(ctx context.Context, cfg *config.Config, startAt string, log zerolog.
 		Log:                log.With().Str("component", "pipeline").Logger(),
 	}
 	var stats pipeline.Stats
+	var readers readerStats
+	if cfg.MetricsListen != "" {
+		reg := metrics.Registry(metrics.Sources{
+			Stats:  &stats,
+			Follow: readers.total,
+			Committed: func() (int64, bool) {
+				cp, err := store.Load()
+				return cp.Offset, err == nil
+			},
+		})
+		if err := metrics.Serve(ctx, cfg.MetricsListen, reg, log); err != nil {
+			return fmt.Errorf("metrics_listen %s: %w", cfg.MetricsListen, err)
+		}
+		log.Info().Str("listen", cfg.MetricsListen).Msg("serving metrics at /metrics")
+	}
 	backoff := time.Second
 	override := startAt != "" // -start-at wins over a position in Kafka once
 	for {
 		var err error
 		if cfg.ExactlyOnce.Enabled {
-			err = runOnceTxn(ctx, cfg, start, override, opts, &stats, log)
+			err = runOnceTxn(ctx, cfg, start, override, opts, &stats, &readers, log)
 			override = false
 		} else {
-			err = runOnce(ctx, cfg, start, opts, &stats, log)
+			err = runOnce(ctx, cfg, start, opts, &stats, &readers, log)
 		}
 		if !errors.Is(err, pipeline.ErrRewind) {
 			logSummary(log, &stats, store)
@@ -182,7 +199,7 @@ func serve(ctx context.Context, cfg *config.Config, startAt string, log zerolog.
 	}
 }
 
-func runOnce(ctx context.Context, cfg *config.Config, start follow.Position, opts pipeline.Options, stats *pipeline.Stats, log zerolog.Logger) error {
+func runOnce(ctx context.Context, cfg *config.Config, start follow.Position, opts pipeline.Options, stats *pipeline.Stats, readers *readerStats, log zerolog.Logger) error {
 	reader, err := follow.Open(cfg.EventsFile, start, follow.Options{
 		MaxLineBytes: cfg.MaxLineBytes,
 		Log:          log.With().Str("component", "follow").Logger(),
@@ -190,6 +207,8 @@ func runOnce(ctx context.Context, cfg *config.Config, start follow.Position, opt
 	if err != nil {
 		return fmt.Errorf("open events file: %w", err)
 	}
+	readers.set(reader)
+	defer readers.done()
 	defer reader.Close()
 
 	producer, err := sink.New(cfg.Sink(), log.With().Str("component", "kafka").Logger())
@@ -202,7 +221,7 @@ func runOnce(ctx context.Context, cfg *config.Config, start follow.Position, opt
 // runOnceTxn is runOnce for the exactly-once mode: the position stored in
 // Kafka, if any, wins over start (the checkpoint file or -start-at) unless
 // override is set.
-func runOnceTxn(ctx context.Context, cfg *config.Config, start follow.Position, override bool, opts pipeline.Options, stats *pipeline.Stats, log zerolog.Logger) error {
+func runOnceTxn(ctx context.Context, cfg *config.Config, start follow.Position, override bool, opts pipeline.Options, stats *pipeline.Stats, readers *readerStats, log zerolog.Logger) error {
 	eo := cfg.ExactlyOnce
 	klog := log.With().Str("component", "kafka").Logger()
 	producer, err := sink.NewTxn(ctx, cfg.Sink(), eo.TransactionalID, eo.PositionTopic, klog)
@@ -241,12 +260,58 @@ func runOnceTxn(ctx context.Context, cfg *config.Config, start follow.Position, 
 		closeProducer(producer.Producer)
 		return fmt.Errorf("open events file: %w", err)
 	}
+	readers.set(reader)
+	defer readers.done()
 	defer reader.Close()
 	return pipeline.RunTransactional(ctx, reader, producer, pipeline.TxnOptions{
 		Options:        opts,
 		CommitInterval: time.Duration(eo.CommitInterval),
 		CommitMaxLines: eo.CommitMaxLines,
 	}, stats)
+}
+
+// readerStats adds up the counters of the readers of successive runs.
+type readerStats struct {
+	mu      sync.Mutex
+	current *follow.Reader
+	sum     follow.Stats
+}
+
+func (rs *readerStats) set(r *follow.Reader) {
+	rs.mu.Lock()
+	rs.current = r
+	rs.mu.Unlock()
+}
+
+// done adds the current reader's counters to the sum before it goes away.
+func (rs *readerStats) done() {
+	rs.mu.Lock()
+	defer rs.mu.Unlock()
+	if rs.current != nil {
+		rs.sum = addStats(rs.sum, rs.current.Stats())
+		rs.current = nil
+	}
+}
+
+func (rs *readerStats) total() follow.Stats {
+	rs.mu.Lock()
+	defer rs.mu.Unlock()
+	if rs.current == nil {
+		return rs.sum
+	}
+	return addStats(rs.sum, rs.current.Stats())
+}
+
+func addStats(a, b follow.Stats) follow.Stats {
+	return follow.Stats{
+		Lines:       a.Lines + b.Lines,
+		Bytes:       a.Bytes + b.Bytes,
+		Rotations:   a.Rotations + b.Rotations,
+		Truncations: a.Truncations + b.Truncations,
+		TooLong:     a.TooLong + b.TooLong,
+		NULBytes:    a.NULBytes + b.NULBytes,
+		Fragments:   a.Fragments + b.Fragments,
+	}
 }
 
 // closeProducer closes p, draining its delivery reports as Close needs.

@@ -46,6 +46,10 @@ type Config struct {
 	// Kafka; reading pauses at the bound (default 100000).
 	MaxPendingLines int `toml:"max_pending_lines"`
 
+	// MetricsListen is the host:port where /metrics answers in the
+	// Prometheus format, e.g. "127.0.0.1:9187" (default: no metrics server).
+	MetricsListen string `toml:"metrics_listen"`
+
 	// LogLevel is debug, info, warn or error (default info).
 	LogLevel string `toml:"log_level"`
 
