@@ -21,7 +21,9 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"runtime/pprof"
+	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -46,14 +48,40 @@ func main() {
 	os.Exit(run())
 }
 
+// commands are the subcommands; each parses its own flags from args (the
+// words after its name) and returns the exit status.
+var commands = map[string]struct {
+	run     func(args []string) int
+	summary string
+}{}
+
 func run() int {
+	if len(os.Args) > 1 {
+		if c, ok := commands[os.Args[1]]; ok {
+			return c.run(os.Args[2:])
+		}
+	}
 	configPath := flag.String("config", "/etc/dovecot-kafka/dovecot-kafka.toml", "configuration file (TOML)")
 	startAt := flag.String("start-at", "", "where to start when there is no usable checkpoint, or to override it: beginning, end, or a byte offset in the events file")
 	showVersion := flag.Bool("version", false, "print the version and exit")
 	cpuProfile := flag.String("cpuprofile", "", "write a Go CPU profile to this file until the daemon stops (for benchmarks)")
 	flag.Usage = func() {
-		fmt.Fprintf(flag.CommandLine.Output(), "Usage: %s [-config FILE] [-start-at beginning|end|OFFSET]\n\n", os.Args[0])
-		fmt.Fprintln(flag.CommandLine.Output(), "Publishes the Dovecot events file written by push-events.lua to Kafka.")
+		out := flag.CommandLine.Output()
+		fmt.Fprintf(out, "Usage: %s [-config FILE] [-start-at beginning|end|OFFSET]\n", os.Args[0])
+		fmt.Fprintf(out, "       %s COMMAND [flags]   (COMMAND -h for its flags)\n\n", os.Args[0])
+		fmt.Fprintln(out, "Publishes the Dovecot events file written by push-events.lua to Kafka.")
+		if len(commands) > 0 {
+			fmt.Fprintln(out, "\nCommands:")
+			names := make([]string, 0, len(commands))
+			for name := range commands {
+				names = append(names, name)
+			}
+			sort.Strings(names)
+			for _, name := range names {
+				fmt.Fprintf(out, "  %-8s %s\n", name, commands[name].summary)
+			}
+		}
+		fmt.Fprintln(out, "\nFlags:")
 		flag.PrintDefaults()
 	}
 	flag.Parse()
@@ -110,6 +138,14 @@ func newLogger(cfg *config.Config) zerolog.Logger {
 // checkpoint whenever a delivery failure asks for that.
 func serve(ctx context.Context, cfg *config.Config, startAt string, log zerolog.Logger) error {
 	store := state.NewStore(cfg.CheckpointFile)
+	if err := os.MkdirAll(filepath.Dir(cfg.CheckpointFile), 0o750); err != nil {
+		log.Warn().Err(err).Msg("cannot create the checkpoint directory")
+	}
+	unlock, err := store.Lock()
+	if err != nil {
+		return fmt.Errorf("%w: is another dovecot-kafka running with checkpoint_file %s? Stop it first", err, cfg.CheckpointFile)
+	}
+	defer unlock()
 	start, err := startPosition(store, cfg.EventsFile, startAt, log)
 	if err != nil {
 		return err
