@@ -182,6 +182,7 @@ func serve(ctx context.Context, cfg *config.Config, startAt string, log zerolog.
 		FlushTimeout:       time.Duration(cfg.Kafka.FlushTimeInMs) * time.Millisecond,
 		MaxPendingLines:    cfg.MaxPendingLines,
 		MaxLineBytes:       cfg.MaxLineBytes,
+		ProvenanceHeaders:  cfg.Kafka.ProvenanceHeaders,
 		DeadLetter:         pipeline.NewDeadLetter(cfg.DeadLetterFile),
 		Log:                log.With().Str("component", "pipeline").Logger(),
 	}

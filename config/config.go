@@ -110,6 +110,12 @@ type Kafka struct {
 	MaxRetries        int `toml:"max_retries"`
 	RetryPollTimeInMs int `toml:"retry_poll_time_in_ms"`
 
+	// ProvenanceHeaders adds Kafka headers to every record: host, file
+	// (device:inode of the events file), offset (the line's byte offset)
+	// and event_time (RFC 3339), for consumers that deduplicate. Off by
+	// default, so that records stay exactly as the old driver's.
+	ProvenanceHeaders bool `toml:"provenance_headers"`
+
 	// Settings are librdkafka properties passed through verbatim
 	// (kafka.notification.settings.*).
 	Settings map[string]string `toml:"settings"`

@@ -8,8 +8,6 @@ import (
 	"time"
 
 	"dovecot-kafka/follow"
-	"dovecot-kafka/parser"
-	"dovecot-kafka/sink"
 	"dovecot-kafka/state"
 )
 
@@ -110,14 +108,13 @@ func (t *txnRun) drainDeliveries() {
 
 // loop runs one transaction after another until ctx is done or one fails.
 func (t *txnRun) loop(ctx context.Context) error {
-	var p parser.Parser
-	buf := make([]byte, 0, 64<<10)
+	rd := newRenderer(t.opts.Drivers, t.opts.ProvenanceHeaders)
 	log := t.opts.Log
 	for {
 		if err := t.snk.Begin(); err != nil {
 			return fmt.Errorf("%w: %v", ErrRewind, err)
 		}
-		end, lines, readErr := t.fill(ctx, &p, &buf)
+		end, lines, readErr := t.fill(ctx, rd)
 
 		// Work on the transaction goes on after a stop was asked for, up
 		// to the flush time, so that a clean stop commits what was read.
@@ -156,7 +153,7 @@ func (t *txnRun) loop(ctx context.Context) error {
 // fill reads and produces lines into the open transaction until it is
 // full, CommitInterval has passed since its first line, or ctx is done. It
 // returns the position just past the last line read.
-func (t *txnRun) fill(ctx context.Context, p *parser.Parser, buf *[]byte) (follow.Position, int, error) {
+func (t *txnRun) fill(ctx context.Context, rd *renderer) (follow.Position, int, error) {
 	var (
 		end      follow.Position
 		lines    int
@@ -183,33 +180,14 @@ func (t *txnRun) fill(ctx context.Context, p *parser.Parser, buf *[]byte) (follo
 		end = line.Pos
 		end.Offset = line.End
 
-		var ev *parser.Event
-		switch {
-		case line.TooLong:
-			t.keepBad(line, BadTooLong, nil)
-		default:
-			if ev, err = p.Parse(line.Data); err != nil {
-				t.keepBad(line, badKind(err), err)
-				ev = nil
-			}
-		}
-		if ev == nil {
+		recs, kind, badErr := rd.render(line)
+		if badErr != nil {
+			t.keepBad(line, kind, errOrNil(badErr))
 			continue
 		}
-		var ts time.Time
-		if ev.Time > 0 {
-			ts = time.Unix(ev.Time, 0)
-		}
-		for _, d := range t.opts.Drivers {
-			var ok bool
-			if *buf, ok = d.AppendValue((*buf)[:0], ev); !ok {
-				continue
-			}
-			// Seq 1 marks an event record; the position record has 0.
-			err := t.snk.Produce(ctx, sink.Record{
-				Topic: d.Topic, Key: ev.User, Value: *buf, Time: ts, Seq: 1,
-			})
-			if err != nil {
+		for _, rec := range recs {
+			rec.Seq = 1 // an event record; the position record has 0
+			if err := t.snk.Produce(ctx, rec); err != nil {
 				return end, lines, err
 			}
 			t.stats.RecordsProduced.Add(1)

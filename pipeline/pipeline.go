@@ -23,7 +23,6 @@ import (
 
 	"dovecot-kafka/follow"
 	"dovecot-kafka/mapping"
-	"dovecot-kafka/parser"
 	"dovecot-kafka/sink"
 	"dovecot-kafka/state"
 )
@@ -59,6 +58,7 @@ type Options struct {
 	FlushTimeout       time.Duration // how long a stop waits for acknowledgements (default 5s)
 	MaxPendingLines    int           // lines in flight before reading pauses (default 100000)
 	MaxLineBytes       int           // longest line; bounds re-reading a rejected line (default 1 MiB)
+	ProvenanceHeaders  bool          // add host, file, offset and event_time headers to every record
 	DeadLetter         *DeadLetter   // where unpublishable lines go; nil: only logged and counted
 	Log                zerolog.Logger
 }
@@ -195,15 +195,7 @@ func (r *run) run(ctx context.Context) error {
 // read is the hot loop: one line at a time, every driver's record for it
 // rendered into one reused buffer, then produced.
 func (r *run) read(readCtx, workCtx context.Context) error {
-	var p parser.Parser
-	type pending struct {
-		topic      string
-		start, end int
-	}
-	var (
-		buf     = make([]byte, 0, 64<<10)
-		records = make([]pending, 0, len(r.opts.Drivers))
-	)
+	rd := newRenderer(r.opts.Drivers, r.opts.ProvenanceHeaders)
 	for {
 		line, err := r.src.Next(readCtx)
 		if err != nil {
@@ -211,46 +203,30 @@ func (r *run) read(readCtx, workCtx context.Context) error {
 		}
 		r.stats.LinesRead.Add(1)
 
-		buf, records = buf[:0], records[:0]
-		var ev *parser.Event
-		if line.TooLong {
-			r.bad(line, BadTooLong, nil)
-		} else if ev, err = p.Parse(line.Data); err != nil {
-			r.bad(line, badKind(err), err)
-			ev = nil
+		recs, kind, badErr := rd.render(line)
+		if badErr != nil {
+			r.bad(line, kind, errOrNil(badErr))
 		}
-		if ev != nil {
-			for _, d := range r.opts.Drivers {
-				start := len(buf)
-				var ok bool
-				if buf, ok = d.AppendValue(buf, ev); ok {
-					records = append(records, pending{topic: d.Topic, start: start, end: len(buf)})
-				}
-			}
-		}
-
-		seq, err := r.tracker.Add(workCtx, line.Pos, line.End, len(records))
+		seq, err := r.tracker.Add(workCtx, line.Pos, line.End, len(recs))
 		if err != nil {
 			return err
 		}
-		var ts time.Time
-		if ev != nil && ev.Time > 0 {
-			ts = time.Unix(ev.Time, 0)
-		}
-		for _, rec := range records {
-			err := r.snk.Produce(workCtx, sink.Record{
-				Topic: rec.topic,
-				Key:   ev.User,
-				Value: buf[rec.start:rec.end],
-				Time:  ts,
-				Seq:   seq,
-			})
-			if err != nil {
+		for _, rec := range recs {
+			rec.Seq = seq
+			if err := r.snk.Produce(workCtx, rec); err != nil {
 				return err
 			}
 			r.stats.RecordsProduced.Add(1)
 		}
 	}
+}
+
+// errOrNil hides errTooLong: the kind already says it.
+func errOrNil(err error) error {
+	if errors.Is(err, errTooLong) {
+		return nil
+	}
+	return err
 }
 
 // bad sends a line that cannot be published to the dead-letter file, with

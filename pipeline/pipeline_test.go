@@ -6,6 +6,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -91,6 +92,11 @@ func (f *fakeSink) Produce(ctx context.Context, r sink.Record) error {
 	defer f.mu.Unlock()
 	r.Value = append([]byte(nil), r.Value...)
 	r.Key = append([]byte(nil), r.Key...)
+	hs := make([]sink.Header, len(r.Headers))
+	for i, h := range r.Headers {
+		hs[i] = sink.Header{Key: h.Key, Value: append([]byte(nil), h.Value...)}
+	}
+	r.Headers = hs
 	f.produced = append(f.produced, r)
 	f.unacked = append(f.unacked, r.Seq)
 	f.produceCh <- struct{}{}
@@ -419,5 +425,48 @@ func TestFatalProducerErrorRewinds(t *testing.T) {
 		}
 	case <-time.After(10 * time.Second):
 		t.Fatal("Run did not return after a fatal producer error")
+	}
+}
+
+// With ProvenanceHeaders, every record carries the host, the file's
+// identity, the line's offset and the event time; without, none.
+func TestProvenanceHeaders(t *testing.T) {
+	line := `{"time":1733331200,"user":"a","event":"MessageRead","mailbox":"INBOX","uidvalidity":1,"uid":1}`
+	for _, on := range []bool{false, true} {
+		src := lines(readLine1, line)
+		snk := newFakeSink()
+		snk.flushAcks = true
+		opts := testOptions(t, &memCheckpoints{})
+		opts.ProvenanceHeaders = on
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan error, 1)
+		var stats Stats
+		go func() { done <- Run(ctx, src, snk, opts, &stats) }()
+		snk.waitProduced(t, 2)
+		cancel()
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
+		got := map[string]string{}
+		for _, h := range snk.produced[1].Headers {
+			got[h.Key] = string(h.Value)
+		}
+		if !on {
+			if len(got) != 0 {
+				t.Errorf("headers without the option: %v", got)
+			}
+			continue
+		}
+		host, _ := os.Hostname()
+		want := map[string]string{
+			"host": host, "file": "1:2",
+			"offset":     strconv.Itoa(len(readLine1) + 1),
+			"event_time": "2024-12-04T16:53:20Z",
+		}
+		for k, v := range want {
+			if got[k] != v {
+				t.Errorf("header %s = %q, want %q", k, got[k], v)
+			}
+		}
 	}
 }

@@ -60,11 +60,18 @@ var defaults = map[string]string{
 
 // Record is one message to publish.
 type Record struct {
-	Topic string
-	Key   []byte
+	Topic   string
+	Key     []byte
+	Value   []byte
+	Time    time.Time // record timestamp; zero lets librdkafka use now
+	Headers []Header  // none by default
+	Seq     uint64    // the events-file line this record came from
+}
+
+// Header is one Kafka record header.
+type Header struct {
+	Key   string
 	Value []byte
-	Time  time.Time // record timestamp; zero lets librdkafka use now
-	Seq   uint64    // the events-file line this record came from
 }
 
 // Delivery reports what became of one record, or (Producer set) a
@@ -169,6 +176,12 @@ func (p *Producer) Produce(ctx context.Context, r Record) error {
 		Value:          r.Value,
 		Timestamp:      r.Time,
 		Opaque:         r.Seq,
+	}
+	if len(r.Headers) > 0 {
+		p.msg.Headers = make([]kafka.Header, len(r.Headers))
+		for i, h := range r.Headers {
+			p.msg.Headers[i] = kafka.Header{Key: h.Key, Value: h.Value}
+		}
 	}
 	wait := time.Millisecond
 	for {

@@ -1,0 +1,110 @@
+package pipeline
+
+import (
+	"errors"
+	"os"
+	"strconv"
+	"time"
+
+	"dovecot-kafka/follow"
+	"dovecot-kafka/mapping"
+	"dovecot-kafka/parser"
+	"dovecot-kafka/sink"
+)
+
+// errTooLong marks a line longer than max_line_bytes.
+var errTooLong = errors.New("pipeline: line longer than max_line_bytes")
+
+// renderer turns one line of the events file into the records of every
+// driver. It reuses its buffers: the records it returns are valid until
+// the next call.
+type renderer struct {
+	p       parser.Parser
+	drivers []*mapping.Driver
+	headers bool   // add provenance headers
+	host    string // for the host header
+	buf     []byte
+	spans   []span
+	recs    []sink.Record
+	hdrBuf  []byte
+}
+
+type span struct {
+	topic      string
+	start, end int
+}
+
+func newRenderer(drivers []*mapping.Driver, headers bool) *renderer {
+	rd := &renderer{drivers: drivers, headers: headers, buf: make([]byte, 0, 64<<10)}
+	if headers {
+		rd.host, _ = os.Hostname()
+	}
+	return rd
+}
+
+// render parses line and renders it for every driver that publishes it.
+// A line that cannot be published gives its BadKind and the error.
+func (rd *renderer) render(line follow.Line) ([]sink.Record, BadKind, error) {
+	if line.TooLong {
+		return nil, BadTooLong, errTooLong
+	}
+	ev, err := rd.p.Parse(line.Data)
+	if err != nil {
+		return nil, badKind(err), err
+	}
+
+	rd.buf, rd.spans, rd.recs = rd.buf[:0], rd.spans[:0], rd.recs[:0]
+	for _, d := range rd.drivers {
+		start := len(rd.buf)
+		var ok bool
+		if rd.buf, ok = d.AppendValue(rd.buf, ev); ok {
+			rd.spans = append(rd.spans, span{topic: d.Topic, start: start, end: len(rd.buf)})
+		}
+	}
+	if len(rd.spans) == 0 {
+		return nil, 0, nil
+	}
+
+	var ts time.Time
+	if ev.Time > 0 {
+		ts = time.Unix(ev.Time, 0)
+	}
+	var headers []sink.Header
+	if rd.headers {
+		headers = rd.provenance(line, ts)
+	}
+	// Only now is buf final: take the values out of it.
+	for _, s := range rd.spans {
+		rd.recs = append(rd.recs, sink.Record{
+			Topic:   s.topic,
+			Key:     ev.User,
+			Value:   rd.buf[s.start:s.end],
+			Time:    ts,
+			Headers: headers,
+		})
+	}
+	return rd.recs, 0, nil
+}
+
+// provenance returns the optional headers that let consumers deduplicate:
+// the host, the events file's identity, the line's byte offset and the
+// event time.
+func (rd *renderer) provenance(line follow.Line, ts time.Time) []sink.Header {
+	b := rd.hdrBuf[:0]
+	b = strconv.AppendUint(b, line.Pos.File.Dev, 10)
+	b = append(b, ':')
+	b = strconv.AppendUint(b, line.Pos.File.Inode, 10)
+	file := len(b)
+	b = strconv.AppendInt(b, line.Pos.Offset, 10)
+	off := len(b)
+	if !ts.IsZero() {
+		b = ts.UTC().AppendFormat(b, time.RFC3339)
+	}
+	rd.hdrBuf = b
+	return []sink.Header{
+		{Key: "host", Value: []byte(rd.host)},
+		{Key: "file", Value: b[:file]},
+		{Key: "offset", Value: b[file:off]},
+		{Key: "event_time", Value: b[off:]},
+	}
+}
