@@ -348,6 +348,9 @@ func addStats(a, b follow.Stats) follow.Stats {
 		TooLong:     a.TooLong + b.TooLong,
 		NULBytes:    a.NULBytes + b.NULBytes,
 		Fragments:   a.Fragments + b.Fragments,
+
+		CopiesFinished: a.CopiesFinished + b.CopiesFinished,
+		CopiesMissing:  a.CopiesMissing + b.CopiesMissing,
 	}
 }
 

@@ -26,24 +26,29 @@
 //     copy only. When the reader notices the truncation (see below), it
 //     looks in the file's directory for the copy: a regular file, other
 //     than the truncated one, whose name starts with the file's base name
-//     and does not end like a compressed file (.gz, .xz, .zst, ...), that
-//     is at least as long as the offset of the first line not yet returned,
-//     and whose first bytes have the fingerprint the truncated file had. Of
-//     several, the one modified last wins. The reader reads the copy from
-//     that offset to its end, then the truncated file from offset 0; lines
+//     and does not end like a compressed file (.gz, .xz, .zst, ...), and
+//     whose first bytes have the fingerprint the truncated file had. Of
+//     several, the one modified last among those that reach the offset of
+//     the first line not yet returned wins. The reader reads the copy from
+//     that offset to its end, then the truncated file from offset 0. A copy
+//     that ends before that offset holds nothing unread (the reader had
+//     read the lines appended between the copy and the truncation), and
+//     reading goes on at offset 0 of the truncated file at once. Lines
 //     from the copy carry the copy's [FileID], so that a [Position] saved
 //     while reading it resumes there after a restart, as in a rotated file.
-//     The same holds at [Open]
-//     when the start position's file is shorter than its offset, or is
-//     still at the path but with other first bytes, which is how a file
-//     that was truncated and written again past the saved offset shows.
+//     The same holds at [Open] when the start position's file is shorter
+//     than its offset, or is still at the path but with other first bytes,
+//     which is how a file truncated and written again past the saved offset
+//     shows.
 //     The copy is finished without waiting for late writers: nobody writes
 //     to it. A last line in it without its '\n' is a fragment (the rest of
 //     it went to the file before the truncation) and is dropped. Lines
 //     written between the copy and the truncation are lost by the rotation
 //     tool itself, and the reader cannot see them; neither can it use a
 //     copy that was compressed (or moved to another directory) before the
-//     reader noticed the truncation.
+//     reader noticed the truncation, nor a copy shorter than the
+//     fingerprint ([FingerprintMax] bytes, or the whole file while it was
+//     shorter).
 //   - Truncation: the file's size drops below the reader's offset, or its
 //     first bytes change (it was truncated and refilled before the reader
 //     looked). If no copy is found as described above, the reader logs a

@@ -200,31 +200,37 @@ type copyCandidate struct {
 // findCopy looks next to path for the copy that a copytruncate rotation made
 // of the file want identified before it was truncated: a regular file other
 // than want's device and inode and other than path itself, whose name starts
-// with path's base name and does not end like a compressed file, that is at
-// least minSize bytes long, and whose first want.FingerprintLen bytes hash to
-// want.Fingerprint. Of several such files it takes the one modified last.
+// with path's base name and does not end like a compressed file, and whose
+// first want.FingerprintLen bytes hash to want.Fingerprint. Files at least
+// minSize bytes long (the offset the reader had reached) come first, and
+// among those the one modified last. A shorter one is taken only if there is
+// no such file: the reader then read past the end of the copy before the
+// truncation, and nothing in it is unread.
 //
-// It returns the open file and its name, or a nil file if there is none;
-// the error, if any, says why a candidate could not be checked. A
+// It returns the open file, its name and size, or a nil file if there is
+// none; the error, if any, says why a candidate could not be checked. A
 // fingerprint of no bytes, or of fewer bytes than minSize while minSize is
 // below FingerprintMax, cannot tell a copy from another file: then it finds
 // nothing.
-func findCopy(path string, want FileID, minSize int64) (*os.File, string, error) {
+func findCopy(path string, want FileID, minSize int64) (*os.File, string, int64, error) {
 	if want.FingerprintLen <= 0 || want.FingerprintLen > FingerprintMax ||
 		int64(want.FingerprintLen) < min(minSize, FingerprintMax) {
-		return nil, "", nil
+		return nil, "", 0, nil
 	}
 	dir, base := filepath.Dir(path), filepath.Base(path)
 	entries, err := os.ReadDir(dir)
 	if err != nil {
-		return nil, "", err
+		return nil, "", 0, err
 	}
 
 	// Cheap tests first, on what the directory listing tells.
 	var cands []copyCandidate
 	for _, e := range entries {
 		name := e.Name()
-		if name == base || !strings.HasPrefix(name, base) || isCompressed(name) || !e.Type().IsRegular() {
+		if name == base || !strings.HasPrefix(name, base) || isCompressed(name) {
+			continue
+		}
+		if !e.Type().IsRegular() {
 			continue
 		}
 		fi, err := e.Info()
@@ -232,16 +238,23 @@ func findCopy(path string, want FileID, minSize int64) (*os.File, string, error)
 			continue // removed since ReadDir
 		}
 		dev, ino, _, ok := sysInfo(fi)
-		if !ok || (dev == want.Dev && ino == want.Inode) || fi.Size() < minSize {
+		if !ok || (dev == want.Dev && ino == want.Inode) || fi.Size() < int64(want.FingerprintLen) {
 			continue
 		}
 		cands = append(cands, copyCandidate{name, fi.ModTime().UnixNano(), fi.Size()})
 	}
 
-	// Newest first; on a tie the longer, then by name, so that the choice
-	// does not depend on the order of the listing.
+	// Long enough first, then newest first; on a tie the longer, then by
+	// name, so that the choice does not depend on the order of the listing.
+	reaches := func(c copyCandidate) int {
+		if c.size >= minSize {
+			return 1
+		}
+		return 0
+	}
 	slices.SortFunc(cands, func(a, b copyCandidate) int {
 		return cmp.Or(
+			cmp.Compare(reaches(b), reaches(a)),
 			cmp.Compare(b.mtime, a.mtime),
 			cmp.Compare(b.size, a.size),
 			strings.Compare(a.name, b.name),
@@ -252,44 +265,44 @@ func findCopy(path string, want FileID, minSize int64) (*os.File, string, error)
 	var errs []error
 	for _, c := range cands {
 		name := filepath.Join(dir, c.name)
-		f, ok, err := openCopy(name, want, minSize)
+		f, size, err := openCopy(name, want)
 		if err != nil {
 			errs = append(errs, err)
 			continue
 		}
-		if ok {
-			return f, name, nil
+		if f != nil {
+			return f, name, size, nil
 		}
 	}
-	return nil, "", errors.Join(errs...)
+	return nil, "", 0, errors.Join(errs...)
 }
 
-// openCopy opens name and reports whether it holds want's first bytes and at
-// least minSize bytes. The file is left open only if it does.
-func openCopy(name string, want FileID, minSize int64) (*os.File, bool, error) {
+// openCopy opens name and, if it is a regular file that holds want's first
+// bytes, returns it open with its size; otherwise a nil file.
+func openCopy(name string, want FileID) (*os.File, int64, error) {
 	f, err := os.Open(name)
 	if errors.Is(err, fs.ErrNotExist) {
-		return nil, false, nil // removed since ReadDir, perhaps compressed
+		return nil, 0, nil // removed since ReadDir, perhaps compressed
 	}
 	if err != nil {
-		return nil, false, err // names the file
+		return nil, 0, err // names the file
 	}
 
 	fi, err := f.Stat()
 	if err != nil {
 		f.Close()
-		return nil, false, fmt.Errorf("stat %s: %w", name, err)
+		return nil, 0, fmt.Errorf("stat %s: %w", name, err)
 	}
 	fp, n, err := readFingerprint(f, want.FingerprintLen)
 	if err != nil {
 		f.Close()
-		return nil, false, fmt.Errorf("read first bytes of %s: %w", name, err)
+		return nil, 0, fmt.Errorf("read first bytes of %s: %w", name, err)
 	}
-	if !fi.Mode().IsRegular() || fi.Size() < minSize || n != want.FingerprintLen || fp != want.Fingerprint {
+	if !fi.Mode().IsRegular() || n != want.FingerprintLen || fp != want.Fingerprint {
 		f.Close()
-		return nil, false, nil
+		return nil, 0, nil
 	}
-	return f, true, nil
+	return f, fi.Size(), nil
 }
 
 // isCompressed reports whether name ends like a compressed file.

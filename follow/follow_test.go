@@ -2,10 +2,13 @@ package follow_test
 
 import (
 	"bytes"
+	"compress/gzip"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"hash/fnv"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -141,6 +144,107 @@ func writeTo(t testing.TB, f *os.File, s string) {
 	if _, err := f.WriteString(s); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// logSink keeps what a Reader logs, so that a test can check that a case
+// was warned about.
+type logSink struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (l *logSink) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.buf.Write(p)
+}
+
+// count returns how many entries at level have a message containing msg.
+func (l *logSink) count(t testing.TB, level, msg string) int {
+	t.Helper()
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	n := 0
+	for _, line := range strings.Split(strings.TrimSpace(l.buf.String()), "\n") {
+		if line == "" {
+			continue
+		}
+		var e struct{ Level, Message string }
+		if err := json.Unmarshal([]byte(line), &e); err != nil {
+			t.Fatalf("log line %q: %v", line, err)
+		}
+		if e.Level == level && strings.Contains(e.Message, msg) {
+			n++
+		}
+	}
+	return n
+}
+
+// captureLog makes opts log to t and to the returned sink.
+func captureLog(t testing.TB, opts *follow.Options) *logSink {
+	l := &logSink{}
+	opts.Log = zerolog.New(io.MultiWriter(zerolog.NewTestWriter(t), l))
+	return l
+}
+
+// copyFile copies src to dst as logrotate's copytruncate does, and returns
+// dst's identity.
+func copyFile(t testing.TB, src, dst string) follow.FileID {
+	t.Helper()
+	b, err := os.ReadFile(src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	writeFile(t, dst, string(b))
+	return identify(t, dst)
+}
+
+// writeFile creates or replaces name with s.
+func writeFile(t testing.TB, name, s string) {
+	t.Helper()
+	if err := os.WriteFile(name, []byte(s), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// setMtime sets name's modification time.
+func setMtime(t testing.TB, name string, mtime time.Time) {
+	t.Helper()
+	if err := os.Chtimes(name, mtime, mtime); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// truncate truncates path to size in place, as copytruncate or
+// `truncate -s` does.
+func truncate(t testing.TB, path string, size int64) {
+	t.Helper()
+	if err := os.Truncate(path, size); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// sameFile reports whether a and b name the same device and inode.
+func sameFile(a, b follow.FileID) bool {
+	return a.Dev == b.Dev && a.Inode == b.Inode
+}
+
+// holdsDeleted reports whether this process has a descriptor open on the
+// deleted file that was at name. It skips the test where /proc/self/fd, which
+// shows that, is missing.
+func holdsDeleted(t testing.TB, name string) bool {
+	t.Helper()
+	fds, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		t.Skipf("cannot list open descriptors: %v", err)
+	}
+	for _, fd := range fds {
+		target, err := os.Readlink(filepath.Join("/proc/self/fd", fd.Name()))
+		if err == nil && target == name+" (deleted)" {
+			return true
+		}
+	}
+	return false
 }
 
 func identify(t testing.TB, path string) follow.FileID {
@@ -328,24 +432,225 @@ func TestResumeRotatedWhilePathMissing(t *testing.T) {
 	expect(t, r, "b1")
 }
 
+// Case: copytruncate while the reader is up to date. The copy holds nothing
+// unread; it is found, finished at once, and reading goes on at offset 0 of
+// the truncated file without a warning.
 func TestCopytruncate(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "events.jsonl")
 	appendFile(t, path, "a1\na2\na3\n")
-	r := open(t, path, follow.Position{}, testOptions(t))
+	opts := testOptions(t)
+	logs := captureLog(t, &opts)
+	r := open(t, path, follow.Position{}, opts)
 	expect(t, r, "a1", "a2", "a3")
 
 	// Copy, then truncate in place; the writer goes on at offset 0.
-	if err := os.Truncate(path, 0); err != nil {
-		t.Fatal(err)
-	}
+	copyFile(t, path, path+".1")
+	truncate(t, path, 0)
 	appendFile(t, path, "b1\n")
 	if l := expect(t, r, "b1")[0]; l.Offset != 0 {
 		t.Errorf("b1 offset = %d, want 0", l.Offset)
 	}
 	appendFile(t, path, "b2\n")
 	expect(t, r, "b2")
-	if n := r.Stats().Truncations; n != 1 {
-		t.Errorf("Truncations = %d, want 1", n)
+	st := r.Stats()
+	if st.Truncations != 1 || st.CopiesFinished != 1 || st.CopiesMissing != 0 {
+		t.Errorf("Stats = %+v, want 1 truncation, 1 copy finished, none missing", st)
+	}
+	if n := logs.count(t, "warn", ""); n != 0 {
+		t.Errorf("%d warnings, want none", n)
+	}
+}
+
+// Case: copytruncate while the reader lags. The lines it had not read yet
+// when the file was truncated are in the copy only. Every line must come
+// exactly once: the old tail from the copy, then the truncated file from
+// offset 0. The new content is shorter than the reader's offset (the size
+// tells) or already longer (only the first bytes tell).
+func TestCopytruncateWhileLagging(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		b    []string // lines written after the truncation
+	}{
+		{"refilled below offset", []string{"b1"}},
+		{"refilled past offset", []string{"b1-longer-than-before", "b2"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), "events.jsonl")
+			appendFile(t, path, "a1\na2\n")
+			opts := testOptions(t)
+			logs := captureLog(t, &opts)
+			r := open(t, path, follow.Position{}, opts)
+			expect(t, r, "a1", "a2")
+
+			appendFile(t, path, "a3\na4\n") // not read yet
+			cp := copyFile(t, path, path+".1")
+			truncate(t, path, 0)
+			appendFile(t, path, strings.Join(tc.b, "\n")+"\n")
+
+			old := expect(t, r, "a3", "a4")
+			for i, l := range old {
+				if l.File != cp || l.Offset != int64(6+3*i) {
+					t.Errorf("%s: file %+v offset %d, want the copy %+v at %d", l.Data, l.File, l.Offset, cp, 6+3*i)
+				}
+			}
+			id := identify(t, path)
+			var off int64
+			for _, l := range expect(t, r, tc.b...) {
+				if !sameFile(l.File, id) || l.Offset != off {
+					t.Errorf("%s: inode %d offset %d, want %d at %d", l.Data, l.File.Inode, l.Offset, id.Inode, off)
+				}
+				off = l.End
+			}
+			expectNone(t, r)
+			appendFile(t, path, "b3\n")
+			expect(t, r, "b3")
+
+			st := r.Stats()
+			if st.Truncations != 1 || st.CopiesFinished != 1 || st.CopiesMissing != 0 || st.Fragments != 0 {
+				t.Errorf("Stats = %+v, want 1 truncation, 1 copy finished, nothing missing or dropped", st)
+			}
+			if n := logs.count(t, "info", "reading the rest of it from its copy"); n != 1 {
+				t.Errorf("%d info logs naming the copy, want 1", n)
+			}
+		})
+	}
+}
+
+// Case: copytruncate on a busy file: a line appended between the copy and
+// the truncation was read before the truncation, so the reader is past the
+// end of the copy. The copy holds nothing unread: no warning, no loss
+// counted, and the truncated file is read from offset 0. The same when the
+// position past the copy's end was saved and the daemon restarted.
+func TestCopytruncateReaderPastCopy(t *testing.T) {
+	for _, stopped := range []bool{false, true} {
+		t.Run(fmt.Sprintf("stopped=%v", stopped), func(t *testing.T) {
+			// The copy must hold the bytes the fingerprint covers, as a
+			// real events file does after a line or two.
+			path := filepath.Join(t.TempDir(), "events.jsonl")
+			a1 := "a1-" + strings.Repeat("x", follow.FingerprintMax)
+			appendFile(t, path, a1+"\na2\n")
+			opts := testOptions(t)
+			logs := captureLog(t, &opts)
+			r := open(t, path, follow.Position{}, opts)
+			expect(t, r, a1, "a2")
+
+			copyFile(t, path, path+".1")
+			appendFile(t, path, "a3\n") // after the copy, before the truncation
+			saved := expect(t, r, "a3")[0].Position()
+			saved.Path = path
+			if stopped {
+				r.Close()
+			}
+			truncate(t, path, 0)
+			appendFile(t, path, "b1\n")
+
+			if stopped {
+				r = open(t, path, saved, opts)
+			}
+			if l := expect(t, r, "b1")[0]; l.Offset != 0 {
+				t.Errorf("b1 offset = %d, want 0", l.Offset)
+			}
+			expectNone(t, r)
+			st := r.Stats()
+			if st.Truncations != 1 || st.CopiesFinished != 1 || st.CopiesMissing != 0 {
+				t.Errorf("Stats = %+v, want 1 truncation, 1 copy finished, none missing", st)
+			}
+			if n := logs.count(t, "warn", ""); n != 0 {
+				t.Errorf("%d warnings, want none", n)
+			}
+		})
+	}
+}
+
+// Case: copytruncate while the daemon was stopped, and by restart time the
+// file has grown back past the saved offset: its size looks fine, only its
+// first bytes tell. The copy (logrotate's dateext name) is finished from the
+// saved offset, then the new content is read from offset 0; nothing of the
+// old file is returned twice, and reading does not stall.
+func TestCopytruncateWhileStoppedGrownBack(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "events.jsonl")
+	appendFile(t, path, "a1\na2\n")
+	clock := newFakeClock()
+	opts := testOptions(t)
+	opts.Now = clock.Now
+	r := open(t, path, follow.Position{}, opts)
+	saved := expect(t, r, "a1", "a2")[1].Position()
+	saved.Path = path
+	r.Close()
+
+	appendFile(t, path, "a3\n") // written after the last line was saved
+	cp := copyFile(t, path, path+"-20261204")
+	truncate(t, path, 0)
+	appendFile(t, path, "b1-longer-than-before\nb2\n")
+
+	r2 := open(t, path, saved, opts)
+	a3 := expect(t, r2, "a3")[0]
+	if a3.File != cp || a3.Offset != 6 {
+		t.Errorf("a3: file %+v offset %d, want the copy %+v at 6", a3.File, a3.Offset, cp)
+	}
+	b := expect(t, r2, "b1-longer-than-before", "b2")
+	if id := identify(t, path); !sameFile(b[0].File, id) || b[0].Offset != 0 {
+		t.Errorf("b1: inode %d offset %d, want %d at 0", b[0].File.Inode, b[0].Offset, id.Inode)
+	}
+	expectNone(t, r2)
+	st := r2.Stats()
+	if st.Truncations != 1 || st.CopiesFinished != 1 || st.CopiesMissing != 0 {
+		t.Errorf("Stats = %+v, want 1 truncation, 1 copy finished", st)
+	}
+	r2.Close()
+
+	// A position saved while reading the copy resumes in the copy, which is
+	// then left like a rotated file.
+	inCopy := a3.Position()
+	inCopy.Path = path
+	r3 := open(t, path, inCopy, opts)
+	expectNone(t, r3)
+	clock.Advance(opts.RotateGrace)
+	expect(t, r3, "b1-longer-than-before", "b2")
+}
+
+// Case: copytruncate while the daemon was stopped, and the copy is gone by
+// restart time: logrotate compressed it and removed the plain copy. A
+// compressed file is never taken for the copy (here it holds plain bytes
+// that would match, so that only its name keeps it out). The loss is warned
+// about and counted, and the file is read from offset 0.
+func TestCopytruncateWhileStoppedNoCopy(t *testing.T) {
+	for _, tc := range []struct {
+		name, b string // what is written after the truncation
+	}{
+		{"shorter than saved offset", "b1\n"},
+		{"grown back past saved offset", "b1-longer-than-before\n"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			path := filepath.Join(dir, "events.jsonl")
+			appendFile(t, path, "a1\na2\n")
+			opts := testOptions(t)
+			r := open(t, path, follow.Position{}, opts)
+			saved := expect(t, r, "a1", "a2")[1].Position()
+			saved.Path = path
+			r.Close()
+
+			appendFile(t, path, "a3\n")
+			copyFile(t, path, path+".1.gz")
+			truncate(t, path, 0)
+			appendFile(t, path, tc.b)
+
+			logs := captureLog(t, &opts)
+			r2 := open(t, path, saved, opts)
+			if l := next(t, r2); l.Data+"\n" != tc.b || l.Offset != 0 {
+				t.Errorf("first line %q at %d, want %q at 0", l.Data, l.Offset, tc.b)
+			}
+			expectNone(t, r2)
+			st := r2.Stats()
+			if st.Truncations != 1 || st.CopiesMissing != 1 || st.CopiesFinished != 0 {
+				t.Errorf("Stats = %+v, want 1 truncation, 1 copy missing", st)
+			}
+			if n := logs.count(t, "warn", "may be lost"); n != 1 {
+				t.Errorf("%d warnings about lost lines, want 1", n)
+			}
+		})
 	}
 }
 
@@ -367,25 +672,262 @@ func TestTruncatedAndRefilledBeyondOffset(t *testing.T) {
 	}
 }
 
+// Case: truncation to a smaller size that is not a copytruncate (someone ran
+// `truncate -s 5`), and no copy exists. The reader cannot know which of the
+// remaining lines it returned before: warned, counted, read again from 0.
 func TestTruncateToSmallerSize(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "events.jsonl")
 	appendFile(t, path, "aaaa\nbbbb\ncccc\n")
-	r := open(t, path, follow.Position{}, testOptions(t))
+	appendFile(t, path+".old", "unrelated\nfile\nlonger than the offset\n")
+	opts := testOptions(t)
+	logs := captureLog(t, &opts)
+	r := open(t, path, follow.Position{}, opts)
 	expect(t, r, "aaaa", "bbbb", "cccc")
 
-	if err := os.Truncate(path, 5); err != nil {
-		t.Fatal(err)
-	}
+	truncate(t, path, 5)
 	appendFile(t, path, "dd\n")
 	lines := expect(t, r, "aaaa", "dd")
 	if lines[0].Offset != 0 || lines[1].Offset != 5 {
 		t.Errorf("offsets %d %d, want 0 5", lines[0].Offset, lines[1].Offset)
 	}
-	if n := r.Stats().Truncations; n != 1 {
-		t.Errorf("Truncations = %d, want 1", n)
+	st := r.Stats()
+	if st.Truncations != 1 || st.CopiesMissing != 1 || st.CopiesFinished != 0 {
+		t.Errorf("Stats = %+v, want 1 truncation, 1 copy missing", st)
+	}
+	if n := logs.count(t, "warn", "may be lost"); n != 1 {
+		t.Errorf("%d warnings about lost lines, want 1", n)
 	}
 	appendFile(t, path, "ee\n")
 	expect(t, r, "ee")
+}
+
+// Case: the same truncation while the daemon was stopped: the file at the
+// saved position is now shorter than the saved offset.
+func TestTruncateToSmallerSizeWhileStopped(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "events.jsonl")
+	appendFile(t, path, "aaaa\nbbbb\ncccc\n")
+	opts := testOptions(t)
+	r := open(t, path, follow.Position{}, opts)
+	saved := expect(t, r, "aaaa", "bbbb", "cccc")[2].Position()
+	saved.Path = path
+	r.Close()
+
+	truncate(t, path, 5)
+	logs := captureLog(t, &opts)
+	r2 := open(t, path, saved, opts)
+	if l := expect(t, r2, "aaaa")[0]; l.Offset != 0 {
+		t.Errorf("aaaa offset = %d, want 0", l.Offset)
+	}
+	st := r2.Stats()
+	if st.Truncations != 1 || st.CopiesMissing != 1 {
+		t.Errorf("Stats = %+v, want 1 truncation, 1 copy missing", st)
+	}
+	if n := logs.count(t, "warn", "may be lost"); n != 1 {
+		t.Errorf("%d warnings about lost lines, want 1", n)
+	}
+}
+
+// Case: the copy ends in a partial line: it was taken while a writer's line
+// was only partly in the file, and the rest went to the file before the
+// truncation. Only a line ending in '\n' is complete; the fragment is
+// dropped, counted and warned about, and reading goes on with the truncated
+// file.
+func TestCopyWithPartialLastLine(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "events.jsonl")
+	appendFile(t, path, "a1\na2\n")
+	opts := testOptions(t)
+	logs := captureLog(t, &opts)
+	r := open(t, path, follow.Position{}, opts)
+	expect(t, r, "a1", "a2")
+
+	appendFile(t, path, "a3\n")
+	writeFile(t, path+".1", "a1\na2\na3\na4-par")
+	truncate(t, path, 0)
+	appendFile(t, path, "b1\n")
+
+	expect(t, r, "a3", "b1")
+	expectNone(t, r)
+	st := r.Stats()
+	if st.Fragments != 1 || st.CopiesFinished != 1 || st.Lines != 4 {
+		t.Errorf("Stats = %+v, want 1 fragment, 1 copy finished, 4 lines", st)
+	}
+	if n := logs.count(t, "warn", "dropping incomplete line"); n != 1 {
+		t.Errorf("%d warnings about the fragment, want 1", n)
+	}
+}
+
+// Case: the copy changes while it is read (someone rewrote it), so it is not
+// a copy after all. The reader leaves it with a warning, counts no finished
+// copy, and goes on with the truncated file.
+func TestCopyChangedWhileRead(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "events.jsonl")
+	appendFile(t, path, "a0\n")
+	opts := testOptions(t)
+	logs := captureLog(t, &opts)
+	r := open(t, path, follow.Position{}, opts)
+	expect(t, r, "a0")
+
+	var b strings.Builder
+	for i := range 40000 { // more than one buffer fill
+		fmt.Fprintf(&b, "line %05d\n", i)
+	}
+	appendFile(t, path, b.String())
+	copyFile(t, path, path+".1")
+	truncate(t, path, 0)
+	appendFile(t, path, "b1\n")
+
+	expect(t, r, "line 00000")
+	cp, err := os.OpenFile(path+".1", os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	writeTo(t, cp, "XX")
+	if err := cp.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	// The lines already buffered still come; then the truncated file.
+	n := 1
+	for g := next(t, r); g.Data != "b1"; g = next(t, r) {
+		if n++; n > 40000 {
+			t.Fatalf("every line of the changed copy returned, then %q", g.Data)
+		}
+	}
+	st := r.Stats()
+	if st.CopiesFinished != 0 || st.Truncations != 1 {
+		t.Errorf("Stats = %+v, want 1 truncation, no copy finished", st)
+	}
+	if n := logs.count(t, "warn", "changed while being read"); n != 1 {
+		t.Errorf("%d warnings about the changed copy, want 1", n)
+	}
+}
+
+// Case: several files could be the copy. Only a file whose name starts with
+// the events file's, that is not compressed, whose first bytes match and
+// that reaches the reader's offset is one; of those the newest wins (the
+// older one sorts first by name, so that only the mtime decides).
+func TestCopyChosenByFingerprintAndSize(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "events.jsonl")
+	a1 := "a1-" + strings.Repeat("x", 300) // longer than the fingerprint
+	appendFile(t, path, a1+"\na2\n")
+	r := open(t, path, follow.Position{}, testOptions(t))
+	expect(t, r, a1, "a2")
+	off := int64(len(a1) + 4)
+
+	appendFile(t, path, "a3\na4\n")
+	old, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now()
+	candidates := []struct {
+		name, data string
+		age        time.Duration
+	}{
+		{"events.jsonl-20261203", a1 + "\na2\nstale\n", 2 * time.Hour}, // a copy, but an older one
+		{"events.jsonl-20261204", string(old), time.Hour},              // the copy
+		{"events.jsonl.3", string(old[:off-3]), 0},                     // too short
+		{"events.jsonl.4", "z" + string(old[1:]) + "z\n", 0},           // other first bytes
+		{"events.jsonl.1.gz", string(old) + "gz\n", 0},                 // compressed
+		{"copy-of-events.jsonl", string(old) + "other name\n", 0},      // another name
+		{"events.jsonl.5/", "", 0},                                     // a directory
+	}
+	for _, c := range candidates {
+		name := filepath.Join(dir, c.name)
+		if strings.HasSuffix(c.name, "/") {
+			if err := os.Mkdir(name, 0o755); err != nil {
+				t.Fatal(err)
+			}
+		} else {
+			writeFile(t, name, c.data)
+		}
+		setMtime(t, name, now.Add(-c.age))
+	}
+	want := identify(t, filepath.Join(dir, "events.jsonl-20261204"))
+	truncate(t, path, 0)
+	appendFile(t, path, "b1\n")
+
+	for _, l := range expect(t, r, "a3", "a4") {
+		if l.File != want {
+			t.Errorf("%s from %+v, want %+v", l.Data, l.File, want)
+		}
+	}
+	expect(t, r, "b1")
+	if n := r.Stats().CopiesFinished; n != 1 {
+		t.Errorf("CopiesFinished = %d, want 1", n)
+	}
+}
+
+// Case: rename-and-create rotation, then the renamed file is compressed and
+// deleted (logrotate's compress without delaycompress) while the reader
+// still lags behind in it. The reader holds it open, so its lines still
+// come, from the open descriptor; then the descriptor is released and the
+// new file read.
+func TestRenamedThenDeletedWhileLagging(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "events.jsonl")
+	appendFile(t, path, "a1\n")
+	clock := newFakeClock()
+	opts := testOptions(t)
+	opts.Now = clock.Now
+	r := open(t, path, follow.Position{}, opts)
+	a1 := expect(t, r, "a1")[0]
+	appendFile(t, path, "a2\na3\n") // not read yet
+
+	rotated := path + ".1"
+	if err := os.Rename(path, rotated); err != nil {
+		t.Fatal(err)
+	}
+	appendFile(t, path, "b1\n")
+	gzipFile(t, rotated, rotated+".gz")
+	real, err := filepath.EvalSymlinks(rotated)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Remove(rotated); err != nil {
+		t.Fatal(err)
+	}
+
+	for _, l := range expect(t, r, "a2", "a3") {
+		if !sameFile(l.File, a1.File) {
+			t.Errorf("%s from inode %d, want the renamed file's %d", l.Data, l.File.Inode, a1.File.Inode)
+		}
+	}
+	expectNone(t, r) // the clock has not moved: late writers may still come
+	if !holdsDeleted(t, real) {
+		t.Fatal("deleted rotated file released before RotateGrace")
+	}
+
+	clock.Advance(opts.RotateGrace)
+	b1 := expect(t, r, "b1")[0]
+	if id := identify(t, path); !sameFile(b1.File, id) || b1.Offset != 0 {
+		t.Errorf("b1: inode %d offset %d, want %d at 0", b1.File.Inode, b1.Offset, id.Inode)
+	}
+	if holdsDeleted(t, real) {
+		t.Error("deleted rotated file still open after moving to the new file")
+	}
+	if st := r.Stats(); st.Rotations != 1 || st.Truncations != 0 {
+		t.Errorf("Stats = %+v, want 1 rotation, no truncation", st)
+	}
+}
+
+// gzipFile compresses src into dst, as logrotate's compress does.
+func gzipFile(t testing.TB, src, dst string) {
+	t.Helper()
+	b, err := os.ReadFile(src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var z bytes.Buffer
+	w := gzip.NewWriter(&z)
+	if _, err := w.Write(b); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	writeFile(t, dst, z.String())
 }
 
 func TestDeletedFileReleased(t *testing.T) {

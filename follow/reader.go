@@ -83,11 +83,13 @@ type Stats struct {
 	Rotations uint64 // moves from a rotated-away file to the file at the path
 	// Truncations counts truncations noticed: the file shrank below the
 	// offset, or its first bytes changed, while it was read or since the
-	// start position was saved. Each one ends in CopiesFinished (or a copy
-	// left early) or in CopiesMissing.
+	// start position was saved. For each, a copy of the file was found
+	// (counted in CopiesFinished once read to its end) or not (counted in
+	// CopiesMissing).
 	Truncations uint64
 	// CopiesFinished counts copies of a truncated file (see copytruncate in
-	// the package doc) read to their end.
+	// the package doc) read to their end, including copies that ended
+	// before the reader's offset and so held nothing unread.
 	CopiesFinished uint64
 	// CopiesMissing counts truncations for which no copy was found: the
 	// file was read again from offset 0, and the lines not yet read when it
@@ -475,7 +477,7 @@ func (r *Reader) resumeTruncated(f *os.File, name string, size int64, away bool)
 	s := r.start
 	r.n.truncations.Add(1)
 
-	cp, cpName, err := findCopy(r.path, s.File, s.Offset)
+	cp, cpName, cpSize, err := findCopy(r.path, s.File, s.Offset)
 	if cp != nil {
 		err = r.setFile(cp, s.Offset)
 		if err == nil {
@@ -486,6 +488,7 @@ func (r *Reader) resumeTruncated(f *os.File, name string, size int64, away bool)
 				Uint64("truncated_inode", s.File.Inode).
 				Int64("offset", s.Offset).
 				Int64("size", size).
+				Int64("copy_size", cpSize).
 				Msg("checkpointed events file was truncated; reading the rest of it from its copy, then the file from the beginning")
 			return nil
 		}
@@ -780,7 +783,8 @@ func (r *Reader) checkFile() bool {
 // r.lineOff; the bytes buffered after it may already be new content and are
 // dropped. If the directory holds a copy of the file as it was, reading goes
 // on at r.lineOff in the copy and then at offset 0 of the truncated file;
-// otherwise at offset 0 at once, with a warning.
+// otherwise at offset 0 at once, with a warning. A copy that ends before
+// r.lineOff holds nothing unread: it is finished at once.
 func (r *Reader) truncated(size int64) {
 	if r.copying {
 		// Copies do not change; this one did, so it is not what it seemed.
@@ -795,7 +799,7 @@ func (r *Reader) truncated(size int64) {
 	from := r.lineOff
 	r.resetBuf()
 
-	cp, name, err := findCopy(r.path, r.id, from)
+	cp, name, cpSize, err := findCopy(r.path, r.id, from)
 	if cp != nil {
 		trunc, truncIno := r.f, r.id.Inode
 		err = r.setFile(cp, from)
@@ -805,7 +809,8 @@ func (r *Reader) truncated(size int64) {
 				Str("file", name).
 				Uint64("inode", r.id.Inode).
 				Uint64("truncated_inode", truncIno).
-				Int64("offset", from)
+				Int64("offset", from).
+				Int64("copy_size", cpSize)
 			if size >= 0 {
 				e = e.Int64("size", size)
 			}
@@ -832,7 +837,7 @@ func (r *Reader) truncated(size int64) {
 // line without its '\n' there is a fragment: the rest of it went to the
 // truncated file before the truncation.
 func (r *Reader) leaveCopy(finished bool) {
-	ino, off := r.id.Inode, r.readOff
+	ino := r.id.Inode
 	if finished {
 		r.dropPartial("end of the copy of a truncated file")
 	} else {
@@ -847,7 +852,6 @@ func (r *Reader) leaveCopy(finished bool) {
 		r.n.copiesFinished.Add(1)
 		r.log.Info().
 			Uint64("inode", ino).
-			Int64("offset", off).
 			Msg("finished the copy of the truncated events file, reading the file from the beginning")
 	}
 	if err := r.setFile(trunc, 0); err != nil {

@@ -55,7 +55,7 @@ func Registry(src Sources) *prometheus.Registry {
 
 	if src.Follow != nil {
 		file := prometheus.NewDesc("dovecot_kafka_file_events_total",
-			"What happened to the events file: rotations, truncations, copies finished after copytruncate, too-long lines, NUL bytes skipped, partial lines dropped.",
+			"What happened to the events file: rotations, truncations, copies read to their end after copytruncate, truncations with no copy found, too-long lines, NUL bytes skipped, partial lines dropped.",
 			[]string{"event"}, nil)
 		reg.MustRegister(collectorFunc{desc: file, collect: func(ch chan<- prometheus.Metric) {
 			fs := src.Follow()
@@ -65,6 +65,8 @@ func Registry(src Sources) *prometheus.Registry {
 				"too_long_line":   fs.TooLong,
 				"nul_byte":        fs.NULBytes,
 				"dropped_partial": fs.Fragments,
+				"copy_finished":   fs.CopiesFinished,
+				"copy_missing":    fs.CopiesMissing,
 			} {
 				ch <- prometheus.MustNewConstMetric(file, prometheus.CounterValue, float64(v), name)
 			}
