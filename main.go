@@ -113,6 +113,16 @@ func run() int {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
 
+	// logrotate's habit of "postrotate kill -HUP" must not stop the
+	// daemon: it follows rotations by itself and has nothing to reopen.
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	go func() {
+		for range hup {
+			log.Info().Msg("SIGHUP ignored: rotation is followed without it, and there is nothing to reload (restart to change the configuration)")
+		}
+	}()
+
 	if err := serve(ctx, cfg, *startAt, log); err != nil {
 		log.Error().Err(err).Msg("stopped")
 		return 1
@@ -146,10 +156,6 @@ func serve(ctx context.Context, cfg *config.Config, startAt string, log zerolog.
 		return fmt.Errorf("%w: is another dovecot-kafka running with checkpoint_file %s? Stop it first", err, cfg.CheckpointFile)
 	}
 	defer unlock()
-	start, err := startPosition(store, cfg.EventsFile, startAt, log)
-	if err != nil {
-		return err
-	}
 
 	drivers := cfg.MappingDrivers()
 	topics := make([]string, len(drivers))
@@ -169,8 +175,11 @@ func serve(ctx context.Context, cfg *config.Config, startAt string, log zerolog.
 		Str("brokers", cfg.Kafka.Brokers).
 		Strs("topics", topics).
 		Strs("userdb_fields", cfg.UserdbFields()).
-		Int64("offset", start.Offset).
 		Msg("starting; push_events_userdb_fields in Dovecot must list userdb_fields")
+	start, err := startPosition(store, cfg.EventsFile, startAt, log)
+	if err != nil {
+		return err
+	}
 	if err := cfg.CheckPaths(); err != nil {
 		log.Warn().Err(err).Msg("the events file's directory is missing; waiting for it")
 	}
@@ -204,10 +213,12 @@ func serve(ctx context.Context, cfg *config.Config, startAt string, log zerolog.
 	}
 	backoff := time.Second
 	override := startAt != "" // -start-at wins over a position in Kafka once
+	rejected := &pipeline.RejectedSet{}
 	for {
+		began := time.Now()
 		var err error
 		if cfg.ExactlyOnce.Enabled {
-			err = runOnceTxn(ctx, cfg, start, override, opts, &stats, &readers, log)
+			err = runOnceTxn(ctx, cfg, start, override, opts, &stats, &readers, rejected, log)
 			override = false
 		} else {
 			err = runOnce(ctx, cfg, start, opts, &stats, &readers, log)
@@ -216,7 +227,11 @@ func serve(ctx context.Context, cfg *config.Config, startAt string, log zerolog.
 			logSummary(log, &stats, store)
 			return err
 		}
-		// Start again from what Kafka acknowledged.
+		// Start again from what Kafka acknowledged; back off while runs
+		// keep failing quickly.
+		if time.Since(began) > 5*time.Minute {
+			backoff = time.Second
+		}
 		select {
 		case <-ctx.Done():
 			logSummary(log, &stats, store)
@@ -258,7 +273,9 @@ func runOnce(ctx context.Context, cfg *config.Config, start follow.Position, opt
 // runOnceTxn is runOnce for the exactly-once mode: the position stored in
 // Kafka, if any, wins over start (the checkpoint file or -start-at) unless
 // override is set.
-func runOnceTxn(ctx context.Context, cfg *config.Config, start follow.Position, override bool, opts pipeline.Options, stats *pipeline.Stats, readers *readerStats, log zerolog.Logger) error {
+// runOnceTxn's rejected remembers, across runs, the records Kafka rejected
+// for good.
+func runOnceTxn(ctx context.Context, cfg *config.Config, start follow.Position, override bool, opts pipeline.Options, stats *pipeline.Stats, readers *readerStats, rejected *pipeline.RejectedSet, log zerolog.Logger) error {
 	eo := cfg.ExactlyOnce
 	klog := log.With().Str("component", "kafka").Logger()
 	producer, err := sink.NewTxn(ctx, cfg.Sink(), eo.TransactionalID, eo.PositionTopic, klog)
@@ -304,6 +321,7 @@ func runOnceTxn(ctx context.Context, cfg *config.Config, start follow.Position, 
 		Options:        opts,
 		CommitInterval: time.Duration(eo.CommitInterval),
 		CommitMaxLines: eo.CommitMaxLines,
+		Rejected:       rejected,
 	}, stats)
 }
 
@@ -406,9 +424,12 @@ func parseStartAt(path, s string) (follow.Position, error) {
 	if err != nil || off < 0 {
 		return follow.Position{}, fmt.Errorf("-start-at %q: use beginning, end, or a byte offset", s)
 	}
-	id, _, err := follow.Identify(path)
+	id, size, err := follow.Identify(path)
 	if err != nil {
 		return follow.Position{}, fmt.Errorf("-start-at %d: %w", off, err)
+	}
+	if off > size {
+		return follow.Position{}, fmt.Errorf("-start-at %d: beyond the end of %s (%d bytes)", off, path, size)
 	}
 	return follow.Position{Path: path, File: id, Offset: off}, nil
 }
@@ -430,5 +451,5 @@ func logSummary(log zerolog.Logger, s *pipeline.Stats, store *state.Store) {
 	if cp, err := store.Load(); err == nil {
 		e = e.Str("path", cp.Path).Uint64("inode", cp.Inode).Int64("offset", cp.Offset)
 	}
-	e.Msg("stopped")
+	e.Msg("summary")
 }

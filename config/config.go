@@ -100,8 +100,9 @@ type Kafka struct {
 	// what was sent (kafka_flush_time_in_ms; default 5000).
 	FlushTimeInMs int `toml:"flush_time_in_ms"`
 
-	// DestroyTimeInMs bounds closing the producer after the flush
-	// (kafka_destroy_time_in_ms; default 1000).
+	// DestroyTimeInMs is accepted for compatibility with the old driver
+	// (kafka_destroy_time_in_ms) and not used: after the flush, closing the
+	// producer purges what is left and returns at once.
 	DestroyTimeInMs int `toml:"destroy_time_in_ms"`
 
 	// MaxRetries and RetryPollTimeInMs are accepted for compatibility with
@@ -214,6 +215,9 @@ func (c *Config) setDefaults() error {
 		return errors.New("sizes, counts and times must not be negative")
 	}
 	if c.ExactlyOnce.Enabled {
+		if c.ExactlyOnce.PositionTopic != "" && !validTopic(c.ExactlyOnce.PositionTopic) {
+			return fmt.Errorf("exactly_once.position_topic %q is not a valid Kafka topic name", c.ExactlyOnce.PositionTopic)
+		}
 		if c.ExactlyOnce.TransactionalID == "" {
 			return errors.New("exactly_once.transactional_id is required when exactly_once.enabled is true: pick a name unique to this events file, e.g. \"dovecot-kafka-<host>\"")
 		}
@@ -239,6 +243,9 @@ func (c *Config) setDefaults() error {
 		if d.Name == "" {
 			d.Name = d.Topic
 		}
+		if !validTopic(d.Topic) {
+			return fmt.Errorf("driver %q: topic %q is not a valid Kafka topic name (1 to 249 of a-z A-Z 0-9 . _ -)", d.Name, d.Topic)
+		}
 		if seen[d.Name] {
 			return fmt.Errorf("driver %q configured twice: give each [[driver]] a distinct name", d.Name)
 		}
@@ -248,6 +255,21 @@ func (c *Config) setDefaults() error {
 		}
 	}
 	return nil
+}
+
+// validTopic reports whether name is a legal Kafka topic name.
+func validTopic(name string) bool {
+	if len(name) == 0 || len(name) > 249 || name == "." || name == ".." {
+		return false
+	}
+	for _, c := range name {
+		switch {
+		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9', c == '.', c == '_', c == '-':
+		default:
+			return false
+		}
+	}
+	return true
 }
 
 // MappingDrivers returns the drivers in the form the mapping package uses.

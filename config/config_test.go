@@ -98,6 +98,7 @@ func TestErrors(t *testing.T) {
 		{"bad duration", "events_file = \"/e\"\ncheckpoint_interval = \"soon\"\n[[driver]]\n", "soon"},
 		{"duplicate driver", "events_file = \"/e\"\n[[driver]]\n[[driver]]\n", "configured twice"},
 		{"bad level", "events_file = \"/e\"\nlog_level = \"loud\"\n[[driver]]\n", "log_level"},
+		{"bad topic", "events_file = \"/e\"\n[[driver]]\ntopic = \"bad topic!\"\n", "not a valid Kafka topic name"},
 		{"exactly once without id", "events_file = \"/e\"\n[exactly_once]\nenabled = true\n[[driver]]\n", "transactional_id is required"},
 	}
 	for _, tt := range tests {

@@ -91,7 +91,7 @@ type Field struct {
 // missing From header) are kept as they are, the mapping decides what they
 // mean.
 type Event struct {
-	Version int64
+	Version int64 // the line's "v"; informational: newer lines only add fields
 	Time    int64 // Unix seconds when the event happened; 0 if absent
 	User    []byte
 	Kind    Kind
@@ -132,14 +132,18 @@ func (ev *Event) UserdbField(name string) ([]byte, bool) {
 var ErrSyntax = errors.New("parser: invalid JSON")
 
 // SyntaxError describes why a line was rejected. Offset is the byte within
-// the line where the problem was found.
+// the line where the problem was found, or -1 when the problem is not at
+// one place (a missing field, an unknown event name).
 type SyntaxError struct {
 	Offset int
 	Err    error
 }
 
 func (e *SyntaxError) Error() string {
-	return fmt.Sprintf("parser: at byte %d: %v", e.Offset, e.Err)
+	if e.Offset < 0 {
+		return e.Err.Error()
+	}
+	return fmt.Sprintf("%v (at byte %d of the line)", e.Err, e.Offset)
 }
 
 func (e *SyntaxError) Unwrap() error { return e.Err }
@@ -290,7 +294,7 @@ func (p *Parser) Parse(line []byte) (*Event, error) {
 	}
 	ev.Kind = KindByName(string(kindName))
 	if ev.Kind == KindUnknown {
-		return nil, &SyntaxError{Offset: 0, Err: fmt.Errorf("%w %q", ErrUnknownEvent, kindName)}
+		return nil, &SyntaxError{Offset: -1, Err: fmt.Errorf("%w %q", ErrUnknownEvent, kindName)}
 	}
 	if !ev.Kind.IsMailboxEvent() {
 		if !ev.HasUID {
@@ -307,7 +311,7 @@ func (p *Parser) Parse(line []byte) (*Event, error) {
 }
 
 func (p *Parser) missing(name string) error {
-	return &SyntaxError{Offset: 0, Err: fmt.Errorf("%w: %q", ErrMissingField, name)}
+	return &SyntaxError{Offset: -1, Err: fmt.Errorf("%w: %q", ErrMissingField, name)}
 }
 
 func (p *Parser) errorf(format string, args ...any) error {

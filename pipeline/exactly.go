@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"dovecot-kafka/follow"
+	"dovecot-kafka/sink"
 	"dovecot-kafka/state"
 )
 
@@ -25,6 +26,40 @@ type TxnOptions struct {
 	Options
 	CommitInterval time.Duration // longest time a transaction stays open (default 200ms)
 	CommitMaxLines int           // most lines in one transaction (default 10000)
+
+	// Rejected remembers records Kafka rejected for good, across runs: a
+	// rejected record makes its transaction fail, and the next run must
+	// dead-letter it instead of producing it again. Nil: not remembered
+	// (the caller then loops on such a record).
+	Rejected *RejectedSet
+}
+
+// RejectedSet is the set of records (line and topic) Kafka rejected for
+// good in the exactly-once mode. It is safe for concurrent use.
+type RejectedSet struct {
+	mu sync.Mutex
+	m  map[rejectedKey]error
+}
+
+type rejectedKey struct {
+	dev, inode uint64
+	offset     int64
+	topic      string
+}
+
+func (s *RejectedSet) add(pos follow.Position, topic string, err error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.m == nil {
+		s.m = map[rejectedKey]error{}
+	}
+	s.m[rejectedKey{pos.File.Dev, pos.File.Inode, pos.Offset, topic}] = err
+}
+
+func (s *RejectedSet) lookup(pos follow.Position, topic string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.m[rejectedKey{pos.File.Dev, pos.File.Inode, pos.Offset, topic}]
 }
 
 // RunTransactional is Run for the exactly-once mode. Lines are published in
@@ -51,6 +86,9 @@ func RunTransactional(ctx context.Context, src Source, snk TxnSink, opts TxnOpti
 	if opts.MaxLineBytes <= 0 {
 		opts.MaxLineBytes = 1 << 20
 	}
+	if opts.Rejected == nil {
+		opts.Rejected = &RejectedSet{}
+	}
 	t := &txnRun{opts: opts, src: src, snk: snk, stats: stats, badLog: newRateLimited(time.Minute)}
 
 	var wg sync.WaitGroup
@@ -73,7 +111,8 @@ type txnRun struct {
 	badLog *rateLimited
 
 	mu         sync.Mutex
-	deliverErr error // the first failed delivery of the open transaction
+	deliverErr error             // the first failed delivery of the open transaction
+	linePos    []follow.Position // where each line of the open transaction starts; Seq-1 indexes it
 
 	// Bad lines of the open transaction, dead-lettered once it commits so
 	// that a replay after an abort does not write them twice.
@@ -81,10 +120,11 @@ type txnRun struct {
 }
 
 type badLine struct {
-	pos  follow.Position
-	kind BadKind
-	err  error
-	line []byte
+	pos   follow.Position
+	kind  BadKind
+	err   error
+	line  []byte
+	topic string // set: a record Kafka rejected, not a bad line
 }
 
 func (t *txnRun) drainDeliveries() {
@@ -101,6 +141,11 @@ func (t *txnRun) drainDeliveries() {
 		t.mu.Lock()
 		if t.deliverErr == nil {
 			t.deliverErr = d.Err
+		}
+		// A record rejected for good fails the whole transaction; the next
+		// run dead-letters it instead of producing it again.
+		if d.Class == sink.GiveUp && d.Seq > 0 && int(d.Seq) <= len(t.linePos) {
+			t.opts.Rejected.add(t.linePos[d.Seq-1], d.Topic, d.Err)
 		}
 		t.mu.Unlock()
 	}
@@ -185,9 +230,21 @@ func (t *txnRun) fill(ctx context.Context, rd *renderer) (follow.Position, int, 
 			t.keepBad(line, kind, errOrNil(badErr))
 			continue
 		}
+		t.mu.Lock()
+		t.linePos = append(t.linePos, line.Pos)
+		seq := uint64(len(t.linePos)) // the position record has 0
+		t.mu.Unlock()
 		for _, rec := range recs {
-			rec.Seq = 1 // an event record; the position record has 0
+			if rerr := t.opts.Rejected.lookup(line.Pos, rec.Topic); rerr != nil {
+				t.keepRejected(line, rec.Topic, rerr)
+				continue
+			}
+			rec.Seq = seq
 			if err := t.snk.Produce(ctx, rec); err != nil {
+				if sink.Classify(err) == sink.GiveUp {
+					t.keepRejected(line, rec.Topic, err)
+					continue
+				}
 				return end, lines, err
 			}
 			t.stats.RecordsProduced.Add(1)
@@ -200,16 +257,25 @@ func (t *txnRun) keepBad(line follow.Line, kind BadKind, err error) {
 	t.bad = append(t.bad, badLine{pos: line.Pos, kind: kind, err: err, line: append([]byte(nil), line.Data...)})
 }
 
+func (t *txnRun) keepRejected(line follow.Line, topic string, err error) {
+	t.bad = append(t.bad, badLine{pos: line.Pos, topic: topic, err: err, line: append([]byte(nil), line.Data...)})
+}
+
 // committed records a successful commit: bad lines to the dead-letter
 // file, the position to the checkpoint file.
 func (t *txnRun) committed(cp state.Checkpoint) {
 	r := &run{opts: t.opts.Options, stats: t.stats, log: t.opts.Log, badLog: t.badLog}
 	for _, b := range t.bad {
+		if b.topic != "" {
+			r.rejected(b.pos, b.topic, b.err, b.line)
+			continue
+		}
 		r.bad(follow.Line{Pos: b.pos, Data: b.line}, b.kind, b.err)
 	}
 	t.bad = t.bad[:0]
 	t.mu.Lock()
 	t.deliverErr = nil
+	t.linePos = t.linePos[:0]
 	t.mu.Unlock()
 	if t.opts.Checkpoints != nil {
 		if err := t.opts.Checkpoints.Save(cp); err != nil {
@@ -232,4 +298,7 @@ func (t *txnRun) abort(err error) {
 	}
 	e.Msg("kafka transaction failed and was aborted; restarting from the position stored in Kafka")
 	t.bad = t.bad[:0]
+	t.mu.Lock()
+	t.linePos = t.linePos[:0]
+	t.mu.Unlock()
 }

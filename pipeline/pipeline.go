@@ -118,6 +118,7 @@ type run struct {
 	rewindOnce sync.Once
 	rewind     chan struct{} // closed when a delivery asks for ErrRewind
 	rewindErr  error
+	stopAt     atomic.Int64 // when the stop was asked for, Unix nanoseconds
 
 	saved    follow.Position
 	hasSaved bool
@@ -139,6 +140,7 @@ func (r *run) run(ctx context.Context) error {
 			cancelRead()
 			cancelWork()
 		case <-readCtx.Done():
+			r.stopAt.Store(time.Now().UnixNano())
 			select {
 			case <-r.rewind:
 				cancelWork()
@@ -166,10 +168,16 @@ func (r *run) run(ctx context.Context) error {
 
 	// Stop: give Kafka the flush time to acknowledge what was sent, then
 	// close the producer (purging the rest) and collect the last reports.
+	// The flush time counts from the stop, including any time the reader
+	// spent finishing its line.
+	flushFor := r.opts.FlushTimeout
+	if at := r.stopAt.Load(); at != 0 {
+		flushFor = max(0, r.opts.FlushTimeout-time.Since(time.Unix(0, at)))
+	}
 	select {
 	case <-r.rewind:
 	default:
-		if left := r.snk.Flush(r.opts.FlushTimeout); left > 0 {
+		if left := r.snk.Flush(flushFor); left > 0 {
 			r.log.Warn().Int("records", left).
 				Dur("duration", r.opts.FlushTimeout).
 				Msg("kafka did not acknowledge every record before the flush time ran out; they are published again after restart")
@@ -214,7 +222,14 @@ func (r *run) read(readCtx, workCtx context.Context) error {
 		for _, rec := range recs {
 			rec.Seq = seq
 			if err := r.snk.Produce(workCtx, rec); err != nil {
-				return err
+				if sink.Classify(err) != sink.GiveUp {
+					return err
+				}
+				// Refused before sending (too large): as if Kafka had
+				// rejected it, with the line at hand.
+				r.rejected(line.Pos, rec.Topic, err, line.Data)
+				r.tracker.Ack(seq)
+				continue
 			}
 			r.stats.RecordsProduced.Add(1)
 		}
@@ -236,15 +251,19 @@ func (r *run) bad(line follow.Line, kind BadKind, err error) {
 	r.stats.BadLines.Add(1)
 	r.stats.BadByKind[kind].Add(1)
 	reason := kind.String()
+	written := false
 	if r.opts.DeadLetter != nil {
 		if dlErr := r.opts.DeadLetter.Write(line.Pos, "", reason, err, line.Data); dlErr != nil {
-			r.log.Error().Err(dlErr).
-				Str("path", line.Pos.Path).
-				Int64("offset", line.Pos.Offset).
-				Str("reason", reason).
-				Msg("cannot write the dead-letter file; the bad line stays only in the events file at this offset")
+			if r.badLog.allow("dead-letter write") {
+				r.log.Error().Err(dlErr).
+					Str("path", line.Pos.Path).
+					Int64("offset", line.Pos.Offset).
+					Str("reason", reason).
+					Msg("cannot write the dead-letter file; bad lines stay only in the events file at their offsets (logged at most once a minute)")
+			}
 		} else {
 			r.stats.DeadLettered.Add(1)
+			written = true
 		}
 	}
 	if r.badLog.allow(reason) {
@@ -252,7 +271,34 @@ func (r *run) bad(line follow.Line, kind BadKind, err error) {
 		if err != nil {
 			e = e.Err(err)
 		}
-		e.Str("reason", reason).Msg("skipping a line that cannot be published; it is in the dead-letter file (further lines of this kind are logged at most once a minute)")
+		e.Str("reason", reason).Bool("dead_lettered", written).
+			Msg("skipping a line that cannot be published (further lines of this kind are logged at most once a minute)")
+	}
+}
+
+// rejected dead-letters a record Kafka refused for good, counts it and
+// logs it at a bounded rate.
+func (r *run) rejected(pos follow.Position, topic string, cause error, line []byte) {
+	r.stats.RecordsRejected.Add(1)
+	written := false
+	if r.opts.DeadLetter != nil {
+		if err := r.opts.DeadLetter.Write(pos, topic, "rejected by kafka", cause, line); err != nil {
+			if r.badLog.allow("dead-letter write") {
+				r.log.Error().Err(err).Str("path", pos.Path).Int64("offset", pos.Offset).
+					Msg("cannot write the dead-letter file; the rejected line stays only in the events file at this offset (logged at most once a minute)")
+			}
+		} else {
+			r.stats.DeadLettered.Add(1)
+			written = true
+		}
+	}
+	if r.badLog.allow("rejected " + topic) {
+		r.log.Error().Err(cause).
+			Str("topic", topic).
+			Str("path", pos.Path).
+			Int64("offset", pos.Offset).
+			Bool("dead_lettered", written).
+			Msg("kafka rejected a record for good; publishing goes on (logged at most once a minute per topic)")
 	}
 }
 
@@ -267,21 +313,8 @@ func (r *run) deliveries() {
 		}
 		switch d.Class {
 		case sink.GiveUp:
-			r.stats.RecordsRejected.Add(1)
-			r.log.Error().Err(d.Err).
-				Str("topic", d.Topic).
-				Str("reason", "rejected by kafka").
-				Msg("kafka rejected a record for good; it is in the dead-letter file and publishing goes on")
-			if r.opts.DeadLetter != nil {
-				pos, _ := r.tracker.Position(d.Seq)
-				line := lineAt(pos, r.opts.MaxLineBytes+1)
-				if err := r.opts.DeadLetter.Write(pos, d.Topic, "rejected by kafka", d.Err, line); err != nil {
-					r.log.Error().Err(err).Str("path", pos.Path).Int64("offset", pos.Offset).
-						Msg("cannot write the dead-letter file; the rejected line stays only in the events file at this offset")
-				} else {
-					r.stats.DeadLettered.Add(1)
-				}
-			}
+			pos, _ := r.tracker.Position(d.Seq)
+			r.rejected(pos, d.Topic, d.Err, lineAt(pos, r.opts.MaxLineBytes+1))
 			r.tracker.Ack(d.Seq)
 		default:
 			// Purged at a stop: simply not acknowledged. Otherwise the
@@ -297,7 +330,11 @@ func (r *run) deliveries() {
 
 func (r *run) requestRewind(d sink.Delivery) {
 	r.rewindOnce.Do(func() {
-		r.log.Error().Err(d.Err).
+		e := r.log.Warn() // e.g. a topic still being created
+		if d.Class == sink.Fatal {
+			e = r.log.Error()
+		}
+		e.Err(d.Err).
 			Str("topic", d.Topic).
 			Str("class", d.Class.String()).
 			Bool("producer", d.Producer).

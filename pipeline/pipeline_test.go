@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -81,6 +82,7 @@ type fakeSink struct {
 	flushAcks bool
 	closed    bool
 	produceCh chan struct{}
+	refuse    func(sink.Record) error // an error refuses the record at Produce
 }
 
 func newFakeSink() *fakeSink {
@@ -90,6 +92,11 @@ func newFakeSink() *fakeSink {
 func (f *fakeSink) Produce(ctx context.Context, r sink.Record) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	if f.refuse != nil {
+		if err := f.refuse(r); err != nil {
+			return err
+		}
+	}
 	r.Value = append([]byte(nil), r.Value...)
 	r.Key = append([]byte(nil), r.Key...)
 	hs := make([]sink.Header, len(r.Headers))
@@ -467,6 +474,64 @@ func TestProvenanceHeaders(t *testing.T) {
 			if got[k] != v {
 				t.Errorf("header %s = %q, want %q", k, got[k], v)
 			}
+		}
+	}
+}
+
+// A record librdkafka refuses before sending it (too large) is
+// dead-lettered with its line, and the stream goes on.
+func TestRefusedAtProduceIsDeadLettered(t *testing.T) {
+	src := lines(readLine1, readLine2)
+	snk := newFakeSink()
+	snk.flushAcks = true
+	snk.refuse = func(r sink.Record) error {
+		if string(r.Key) == "a" {
+			return fmt.Errorf("produce to dovecot: %w", kafka.NewError(kafka.ErrMsgSizeTooLarge, "too large", false))
+		}
+		return nil
+	}
+	cps := &memCheckpoints{}
+	opts := testOptions(t, cps)
+	var stats Stats
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- Run(ctx, src, snk, opts, &stats) }()
+	snk.waitProduced(t, 1) // user b's record; user a's was refused
+	snk.ack(0, nil)
+	eventually(t, "the checkpoint past both lines", func() bool {
+		cp, ok := cps.last()
+		return ok && cp.Offset == int64(len(readLine1)+len(readLine2)+2)
+	})
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	data, _ := os.ReadFile(opts.DeadLetter.Path())
+	if stats.RecordsRejected.Load() != 1 || !strings.Contains(string(data), `"line":"{\"user\":\"a\"`) {
+		t.Errorf("rejected %d, dead-letter file %s", stats.RecordsRejected.Load(), data)
+	}
+}
+
+// An event time ahead of the host's clock does not become the record
+// timestamp (brokers refuse timestamps far in the future).
+func TestFutureEventTimeIsNotTheTimestamp(t *testing.T) {
+	future := time.Now().Add(2 * time.Hour).Unix()
+	rd := newRenderer(testOptions(t, nil).Drivers, false)
+	for _, c := range []struct {
+		time int64
+		want time.Time
+	}{
+		{1733331200, time.Unix(1733331200, 0)},
+		{future, time.Time{}},
+		{0, time.Time{}},
+	} {
+		line := fmt.Sprintf(`{"time":%d,"user":"a","event":"MessageRead","mailbox":"INBOX","uidvalidity":1,"uid":1}`, c.time)
+		recs, _, err := rd.render(follow.Line{Data: []byte(line)})
+		if err != nil || len(recs) != 1 {
+			t.Fatalf("render: %v %d", err, len(recs))
+		}
+		if !recs[0].Time.Equal(c.want) {
+			t.Errorf("time %d: record timestamp %v, want %v", c.time, recs[0].Time, c.want)
 		}
 	}
 }

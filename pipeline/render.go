@@ -12,6 +12,10 @@ import (
 	"dovecot-kafka/sink"
 )
 
+// maxClockSkewSeconds is how far ahead of this host's clock an event time
+// may be and still become the record timestamp.
+const maxClockSkewSeconds = 60
+
 // errTooLong marks a line longer than max_line_bytes.
 var errTooLong = errors.New("pipeline: line longer than max_line_bytes")
 
@@ -65,13 +69,17 @@ func (rd *renderer) render(line follow.Line) ([]sink.Record, BadKind, error) {
 		return nil, 0, nil
 	}
 
+	// The record timestamp is the event time, unless that lies ahead of
+	// this host's clock (a Dovecot host whose clock runs fast): brokers
+	// refuse timestamps too far in the future (Kafka 4: one hour), and
+	// then librdkafka's own time of publishing is used instead.
 	var ts time.Time
-	if ev.Time > 0 {
+	if ev.Time > 0 && ev.Time <= time.Now().Unix()+maxClockSkewSeconds {
 		ts = time.Unix(ev.Time, 0)
 	}
 	var headers []sink.Header
 	if rd.headers {
-		headers = rd.provenance(line, ts)
+		headers = rd.provenance(line, ev)
 	}
 	// Only now is buf final: take the values out of it.
 	for _, s := range rd.spans {
@@ -89,7 +97,7 @@ func (rd *renderer) render(line follow.Line) ([]sink.Record, BadKind, error) {
 // provenance returns the optional headers that let consumers deduplicate:
 // the host, the events file's identity, the line's byte offset and the
 // event time.
-func (rd *renderer) provenance(line follow.Line, ts time.Time) []sink.Header {
+func (rd *renderer) provenance(line follow.Line, ev *parser.Event) []sink.Header {
 	b := rd.hdrBuf[:0]
 	b = strconv.AppendUint(b, line.Pos.File.Dev, 10)
 	b = append(b, ':')
@@ -97,8 +105,8 @@ func (rd *renderer) provenance(line follow.Line, ts time.Time) []sink.Header {
 	file := len(b)
 	b = strconv.AppendInt(b, line.Pos.Offset, 10)
 	off := len(b)
-	if !ts.IsZero() {
-		b = ts.UTC().AppendFormat(b, time.RFC3339)
+	if ev.Time > 0 {
+		b = time.Unix(ev.Time, 0).UTC().AppendFormat(b, time.RFC3339)
 	}
 	rd.hdrBuf = b
 	return []sink.Header{

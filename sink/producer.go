@@ -98,6 +98,7 @@ type Producer struct {
 	done       chan struct{}
 	wg         sync.WaitGroup
 	closeOnce  sync.Once
+	debug      bool // librdkafka debug output asked for: log it at info
 }
 
 // ConfigMap returns the librdkafka properties New uses for cfg, for logs
@@ -159,6 +160,7 @@ func New(cfg Config, log zerolog.Logger) (*Producer, error) {
 		log:        log,
 		deliveries: make(chan Delivery, 65536),
 		done:       make(chan struct{}),
+		debug:      cfg.Debug != "",
 	}
 	p.wg.Add(2)
 	go p.readEvents()
@@ -168,7 +170,9 @@ func New(cfg Config, log zerolog.Logger) (*Producer, error) {
 
 // Produce hands r to librdkafka. While the local queue is full it waits,
 // polling, until there is room or ctx is done. The record's key and value
-// are copied, so the caller may reuse them.
+// are copied, so the caller may reuse them. An error for which Classify
+// says GiveUp means librdkafka refused this record for good (it is too
+// large); the producer is still usable.
 func (p *Producer) Produce(ctx context.Context, r Record) error {
 	p.msg = kafka.Message{
 		TopicPartition: kafka.TopicPartition{Topic: &r.Topic, Partition: kafka.PartitionAny},
@@ -194,6 +198,8 @@ func (p *Producer) Produce(ctx context.Context, r Record) error {
 			if p.kp.IsClosed() {
 				return ErrClosed
 			}
+			// librdkafka refuses some records before sending them (a
+			// value over message.max.bytes): Classify tells the caller.
 			return fmt.Errorf("produce to %s: %w", r.Topic, err)
 		}
 		// The queue is full: brokers are slow or down. Wait for room.
@@ -234,9 +240,14 @@ func (p *Producer) Close() {
 func (p *Producer) readEvents() {
 	defer p.wg.Done()
 	allDown := newRateLimit(30 * time.Second)
+	down := false // an outage was reported and no delivery since
 	for ev := range p.kp.Events() {
 		switch e := ev.(type) {
 		case *kafka.Message:
+			if down && e.TopicPartition.Error == nil {
+				down = false
+				p.log.Info().Msg("kafka brokers reachable again; publishing resumed")
+			}
 			d := Delivery{
 				Topic:     *e.TopicPartition.Topic,
 				Partition: e.TopicPartition.Partition,
@@ -258,6 +269,7 @@ func (p *Producer) readEvents() {
 			// Connection problems repeat for every broker and retry;
 			// librdkafka retries on its own, so say it now and then.
 			if e.Code() == kafka.ErrAllBrokersDown || e.Code() == kafka.ErrTransport || e.Code() == kafka.ErrResolve {
+				down = true
 				if !allDown.allow() {
 					continue
 				}
@@ -292,7 +304,7 @@ func (p *Producer) readLogs() {
 				e = p.log.Error()
 			case l.Level <= 4:
 				e = p.log.Warn()
-			case l.Level <= 6:
+			case l.Level <= 6 || p.debug:
 				e = p.log.Info()
 			default:
 				e = p.log.Debug()
