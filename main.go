@@ -262,12 +262,16 @@ func runOnce(ctx context.Context, cfg *config.Config, start follow.Position, opt
 	readers.set(reader)
 	defer readers.done()
 	defer reader.Close()
+	src, err := wrapInput(cfg, reader, log)
+	if err != nil {
+		return err
+	}
 
 	producer, err := sink.New(cfg.Sink(), log.With().Str("component", "kafka").Logger())
 	if err != nil {
 		return err
 	}
-	return pipeline.Run(ctx, reader, producer, opts, stats)
+	return pipeline.Run(ctx, src, producer, opts, stats)
 }
 
 // runOnceTxn is runOnce for the exactly-once mode: the position stored in
@@ -317,7 +321,12 @@ func runOnceTxn(ctx context.Context, cfg *config.Config, start follow.Position, 
 	readers.set(reader)
 	defer readers.done()
 	defer reader.Close()
-	return pipeline.RunTransactional(ctx, reader, producer, pipeline.TxnOptions{
+	src, err := wrapInput(cfg, reader, log)
+	if err != nil {
+		closeProducer(producer.Producer)
+		return err
+	}
+	return pipeline.RunTransactional(ctx, src, producer, pipeline.TxnOptions{
 		Options:        opts,
 		CommitInterval: time.Duration(eo.CommitInterval),
 		CommitMaxLines: eo.CommitMaxLines,

@@ -25,6 +25,16 @@ type Config struct {
 	// push_events_path plugin setting in Dovecot.
 	EventsFile string `toml:"events_file"`
 
+	// Input is what writes the events file: "lua" (push-events.lua, the
+	// default), "exporter-log" (Dovecot 2.3's event exporter, log
+	// transport: the stats process's log file) or "exporter-file" (Dovecot
+	// 2.4's event exporter, file transport).
+	Input string `toml:"input"`
+
+	// ExporterFormat is the event exporter's format: "json" (default) or
+	// "tab-text". Used only with the exporter inputs.
+	ExporterFormat string `toml:"exporter_format"`
+
 	// CheckpointFile is where the published position is saved (default
 	// /var/lib/dovecot-kafka/checkpoint.json).
 	CheckpointFile string `toml:"checkpoint_file"`
@@ -173,6 +183,22 @@ func (c *Config) setDefaults() error {
 	}
 	if c.CheckpointFile == "" {
 		c.CheckpointFile = "/var/lib/dovecot-kafka/checkpoint.json"
+	}
+	if c.Input == "" {
+		c.Input = "lua"
+	}
+	switch c.Input {
+	case "lua", "exporter-log", "exporter-file":
+	default:
+		return fmt.Errorf("input %q: use lua, exporter-log or exporter-file", c.Input)
+	}
+	if c.ExporterFormat == "" {
+		c.ExporterFormat = "json"
+	}
+	switch c.ExporterFormat {
+	case "json", "tab-text":
+	default:
+		return fmt.Errorf("exporter_format %q: use json or tab-text", c.ExporterFormat)
 	}
 	if c.DeadLetterFile == "" {
 		c.DeadLetterFile = filepath.Join(filepath.Dir(c.CheckpointFile), "dead-letter.jsonl")
