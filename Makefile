@@ -21,6 +21,8 @@ help:
 	@echo "make test-race         Go unit tests with the race detector"
 	@echo "make test-integration  Go tests against the broker at KAFKA_BROKERS ($(KAFKA_BROKERS))"
 	@echo "make test-e2e          real Dovecot + daemon + Kafka, compared with the expected captures"
+	@echo "make test-tools        operator commands: unit tests, then against KAFKA_BROKERS"
+	@echo "make test-faults       fault injection against a private broker (short); test-faults-long: 15 minutes"
 	@echo "make bench             Go benchmarks and the one-million-line backlog run"
 	@echo "make bench-dovecot     IMAP STORE/s and LMTP deliveries/s with and without push-events.lua"
 	@echo "make fuzz              run each fuzz test for FUZZTIME ($(FUZZTIME))"
@@ -47,7 +49,7 @@ test-unit:
 # The full suite needs a broker (scripts/kafka.sh start) and root for the
 # private Dovecot instance; .ci/run starts what it needs and calls this.
 .PHONY: test
-test: lint test-unit test-integration test-e2e
+test: lint test-unit test-integration test-tools test-e2e
 
 .PHONY: test-race
 test-race:
@@ -57,6 +59,26 @@ test-race:
 test-integration:
 	@echo ">> integration tests against $(KAFKA_BROKERS)"
 	KAFKA_BROKERS=$(KAFKA_BROKERS) $(GO) test -tags integration -count=1 $(TESTFLAGS) ./test/integration/
+
+# Fault injection: the test starts and stops its own broker through
+# scripts/kafka.sh on 127.0.0.1:39092 (controller :39093), so it needs java,
+# mvn and kcat but no running broker. FAULTS_SEED=N replays a schedule;
+# FAULTS_DURATION, FAULTS_RATE, FAULTS_KINDS and FAULTS_KEEP=1 tune it
+# (see test/faults/main_test.go).
+FAULTS_LONG_DURATION ?= 15m
+FAULTS_LONG_RATE     ?= 2000
+FAULTS_LONG_TIMEOUT  ?= 45m
+
+.PHONY: test-faults
+test-faults:
+	@echo ">> fault injection, short run, private broker on 127.0.0.1:39092"
+	$(GO) test -tags faults -count=1 -timeout 10m $(TESTFLAGS) ./test/faults/ -v
+
+.PHONY: test-faults-long
+test-faults-long:
+	@echo ">> fault injection, $(FAULTS_LONG_DURATION) at $(FAULTS_LONG_RATE) events/s, private broker on 127.0.0.1:39092"
+	FAULTS_DURATION=$(FAULTS_LONG_DURATION) FAULTS_RATE=$(FAULTS_LONG_RATE) \
+		$(GO) test -tags faults -count=1 -timeout $(FAULTS_LONG_TIMEOUT) $(TESTFLAGS) ./test/faults/ -v
 
 .PHONY: test-e2e
 test-e2e:
@@ -101,3 +123,12 @@ install: build
 .PHONY: clean
 clean:
 	rm -f $(BIN)
+
+# The operator commands (tools/: replay, state, check, import): unit tests,
+# then the real-broker tests against KAFKA_BROKERS.
+.PHONY: test-tools
+test-tools:
+	@echo ">> operator tools: unit tests"
+	$(GO) test $(TESTFLAGS) ./tools/
+	@echo ">> operator tools: against $(KAFKA_BROKERS)"
+	KAFKA_BROKERS=$(KAFKA_BROKERS) $(GO) test -tags integration -count=1 $(TESTFLAGS) ./tools/

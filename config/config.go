@@ -241,7 +241,7 @@ func (c *Config) setDefaults() error {
 		return errors.New("sizes, counts and times must not be negative")
 	}
 	if c.ExactlyOnce.Enabled {
-		if c.ExactlyOnce.PositionTopic != "" && !validTopic(c.ExactlyOnce.PositionTopic) {
+		if c.ExactlyOnce.PositionTopic != "" && !ValidTopic(c.ExactlyOnce.PositionTopic) {
 			return fmt.Errorf("exactly_once.position_topic %q is not a valid Kafka topic name", c.ExactlyOnce.PositionTopic)
 		}
 		if c.ExactlyOnce.TransactionalID == "" {
@@ -269,7 +269,7 @@ func (c *Config) setDefaults() error {
 		if d.Name == "" {
 			d.Name = d.Topic
 		}
-		if !validTopic(d.Topic) {
+		if !ValidTopic(d.Topic) {
 			return fmt.Errorf("driver %q: topic %q is not a valid Kafka topic name (1 to 249 of a-z A-Z 0-9 . _ -)", d.Name, d.Topic)
 		}
 		if seen[d.Name] {
@@ -283,8 +283,8 @@ func (c *Config) setDefaults() error {
 	return nil
 }
 
-// validTopic reports whether name is a legal Kafka topic name.
-func validTopic(name string) bool {
+// ValidTopic reports whether name is a legal Kafka topic name.
+func ValidTopic(name string) bool {
 	if len(name) == 0 || len(name) > 249 || name == "." || name == ".." {
 		return false
 	}

@@ -289,6 +289,23 @@ func (d *Driver) keep(kws [][]byte, i int, kw []byte) bool {
 	return true
 }
 
+// MaxClockSkew is how far ahead of the publishing host's clock an event
+// time may be and still become the record timestamp.
+const MaxClockSkew = time.Minute
+
+// Timestamp returns the Kafka record timestamp for an event that happened
+// at eventTime (Unix seconds): the event time itself, or the zero time
+// (librdkafka then uses the time of publishing) when it is absent or lies
+// more than MaxClockSkew ahead of now, because brokers refuse timestamps
+// too far in the future (Kafka 4: one hour). ok reports whether the event
+// time was used.
+func Timestamp(eventTime int64, now time.Time) (ts time.Time, ok bool) {
+	if eventTime <= 0 || eventTime > now.Add(MaxClockSkew).Unix() {
+		return time.Time{}, false
+	}
+	return time.Unix(eventTime, 0), true
+}
+
 // AppendDate writes the Date header given as UTC seconds and an offset in
 // minutes as local time with that offset: 2024-03-05T09:15:00+05:30.
 func AppendDate(dst []byte, utc, tzMinutes int64) []byte {

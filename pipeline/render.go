@@ -12,10 +12,6 @@ import (
 	"dovecot-kafka/sink"
 )
 
-// maxClockSkewSeconds is how far ahead of this host's clock an event time
-// may be and still become the record timestamp.
-const maxClockSkewSeconds = 60
-
 // errTooLong marks a line longer than max_line_bytes.
 var errTooLong = errors.New("pipeline: line longer than max_line_bytes")
 
@@ -69,14 +65,7 @@ func (rd *renderer) render(line follow.Line) ([]sink.Record, BadKind, error) {
 		return nil, 0, nil
 	}
 
-	// The record timestamp is the event time, unless that lies ahead of
-	// this host's clock (a Dovecot host whose clock runs fast): brokers
-	// refuse timestamps too far in the future (Kafka 4: one hour), and
-	// then librdkafka's own time of publishing is used instead.
-	var ts time.Time
-	if ev.Time > 0 && ev.Time <= time.Now().Unix()+maxClockSkewSeconds {
-		ts = time.Unix(ev.Time, 0)
-	}
+	ts, _ := mapping.Timestamp(ev.Time, time.Now())
 	var headers []sink.Header
 	if rd.headers {
 		headers = rd.provenance(line, ev)
