@@ -378,6 +378,8 @@ func addStats(a, b follow.Stats) follow.Stats {
 
 		CopiesFinished: a.CopiesFinished + b.CopiesFinished,
 		CopiesMissing:  a.CopiesMissing + b.CopiesMissing,
+
+		GenerationsMissed: a.GenerationsMissed + b.GenerationsMissed,
 	}
 }
 

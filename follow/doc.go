@@ -12,14 +12,19 @@
 // The file can change under the reader in these ways:
 //
 //   - Rotation (rename-and-create): the file is renamed (for example to
-//     events.jsonl.1) and a new file is created at the path. Writers that
-//     opened the old file before the rename may still append a few late lines
-//     to it. The reader keeps reading the old file until it has not grown for
-//     [Options.RotateGrace], then moves to the new file at offset 0. Nothing
-//     is lost unless a writer keeps appending to the old file after that.
-//     The reader holds the old file open, so it still reads it to its end
-//     if the old file is compressed and deleted meanwhile; only a restart
-//     in between loses what was left of it.
+//     events.jsonl.1, older generations moving on to .2, .3, ...) and a new
+//     file is created at the path. Writers that opened the old file before
+//     the rename may still append a few late lines to it. The reader keeps
+//     reading the old file until it has not grown for [Options.RotateGrace],
+//     then moves at offset 0 to the generation that followed it (see
+//     Generations below): the new file, or, if the file was rotated again
+//     meanwhile (while the reader lagged, was stopped, or within
+//     RotateGrace), the rotated generation created right after the old
+//     file, and so on up to the file at the path. Nothing is lost unless a
+//     writer keeps appending to a rotated file after that. The reader holds
+//     the old file open, so it still reads it to its end if the old file is
+//     compressed and deleted meanwhile; only a restart in between loses what
+//     was left of it.
 //   - Copytruncate: the file is copied (for example to events.jsonl.1 or
 //     events.jsonl-20261204) and then truncated to size 0 in place; writers
 //     go on at offset 0. Lines the reader had not read yet are then in the
@@ -59,8 +64,65 @@
 //     truncated may be lost; lines already returned may be returned again,
 //     for example after `truncate -s 100`.
 //   - Deletion: the path disappears and the open file has no name left. The
-//     reader finishes what the file holds, releases it once it has been quiet
-//     for [Options.RotateGrace], and waits for the path to appear again.
+//     reader finishes what the file holds and, once it has been quiet for
+//     [Options.RotateGrace], moves on to the generation that followed it if
+//     there is one; otherwise it releases the file and waits for the path
+//     to appear again, reading first any generation rotated meanwhile.
+//
+// # Generations
+//
+// A generation is one file of the rotation: the file at the path, or a
+// rotated-away one in the same directory whose name is the events file's
+// name plus a suffix that starts with '.', '-' or '_' and holds a digit
+// (events.jsonl.1, events.jsonl-20261204, events.jsonl-20261204-2; not
+// events.jsonl.pos). When the reader leaves a rotated-away file (after
+// RotateGrace, or after a restart once it has finished the file the start
+// position named), it reads next the generation created right after that
+// file among the candidates: regular files with such a name, not
+// compressed (names ending in .gz, .xz, .zst, ...), and neither the file
+// just left nor one finished since [Open], under any name, nor a copy of
+// one of those (a file with the same first bytes, if those hold a whole
+// line: part of a line could be the start of any file). It reads that
+// generation whole and leaves it the same way (RotateGrace after it last
+// grew, or after it was opened), then the next, and the file at the path
+// last. Lines carry the [FileID] of the generation they came from, so that
+// a [Position] saved in one resumes there after a restart and goes on by
+// the same rule.
+// "Created right after" is decided by:
+//
+//   - Birth time, where the file system records it for the file just left
+//     and for every candidate (Linux statx; ext4, XFS and Btrfs do): the
+//     candidate born first after it. Birth times are kept to a clock tick;
+//     between equal ones the names decide, as below.
+//   - Otherwise (NFS, older kernels, systems other than Linux) the names,
+//     as logrotate gives them: a numbered suffix (.1, .2) is the newer the
+//     smaller its number; any other suffix (a date, a date and a counter)
+//     is the newer the later it sorts, comparing runs of digits as numbers
+//     (-20261204-10 after -20261204-9); dated names count as older than
+//     numbered ones, and the file at the path is the newest. The next one
+//     is the candidate right after the place of the file just left: that of
+//     its current name, found by device and inode, or, if it was compressed
+//     and deleted, that of the .gz file whose decompressed first bytes are
+//     its own.
+//   - Otherwise (the file just left has no name, and no gzip file holds it),
+//     the first in that name order among the candidates modified no earlier
+//     than the file just left. A late write to the older of two generations
+//     after the last write to the newer one can skip the newer one here.
+//
+// A generation that is gone before the reader gets to it cannot be read: a
+// compressed file (or, with numbered names, a missing number) between the
+// place of the file just left and that of the generation read next. Each is
+// logged as a warning with its name (and size, for a compressed file) and
+// counted in [Stats].GenerationsMissed, once a second look a poll later
+// agrees, so that a rotation caught halfway through its renames raises no
+// false alarm. This needs the place by name of the file just left (above);
+// a deleted generation with a dated name leaves no trace and goes
+// unnoticed, and so does one that is gone when the file just left has no
+// place. If the directory cannot be listed, the reader stays on the file it
+// has and retries, with a warning, rather than skip generations it cannot
+// see. In birth-time order, a file copied later under a generation's name
+// (a backup, a copy of a generation this Reader did not read) counts as
+// newer and is read: lines may come twice, but none are skipped.
 //
 // A partial last line is the bytes after the last '\n' of the file: a writer
 // is still writing it, or died halfway. It is never returned until its '\n'

@@ -185,7 +185,8 @@ func findFile(dir string, want FileID) (*os.File, string, error) {
 }
 
 // compressedExts are name endings of compressed files. A search for the copy
-// of a truncated file skips them: their bytes are not lines.
+// of a truncated file, or for the next generation of a rotated one, skips
+// them: their bytes are not lines.
 var compressedExts = []string{
 	".gz", ".bz2", ".xz", ".zst", ".lz4", ".lzma", ".lz", ".Z", ".zip", ".br", ".sz",
 }
@@ -307,12 +308,18 @@ func openCopy(name string, want FileID) (*os.File, int64, error) {
 
 // isCompressed reports whether name ends like a compressed file.
 func isCompressed(name string) bool {
+	return compressedExt(name) != ""
+}
+
+// compressedExt returns the compressed-file ending of name, or "" if it has
+// none.
+func compressedExt(name string) string {
 	for _, ext := range compressedExts {
 		if strings.HasSuffix(name, ext) {
-			return true
+			return ext
 		}
 	}
-	return false
+	return ""
 }
 
 // sameInode reports whether f has id's device and inode number, whatever its

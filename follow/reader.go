@@ -9,6 +9,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync/atomic"
 	"time"
 
@@ -61,6 +62,9 @@ type Options struct {
 	// RotateGrace is how long a rotated-away or deleted file is still read
 	// after it last grew, or after the rotation was noticed if that is
 	// later, so that lines from late writers are not lost (default 2s).
+	// A rotated generation read on the way to the current file (see
+	// Generations in the package doc) is left the same way: RotateGrace
+	// after it last grew, or after it was opened if that is later.
 	RotateGrace time.Duration
 	// MaxRetryInterval caps the backoff between attempts to open a missing
 	// or unreadable file, or to read after an I/O error (default 4s). The
@@ -78,9 +82,17 @@ type Options struct {
 
 // Stats counts what a [Reader] has seen since [Open].
 type Stats struct {
-	Lines     uint64 // lines returned, TooLong ones included
-	Bytes     uint64 // bytes of the lines returned, '\n' included
-	Rotations uint64 // moves from a rotated-away file to the file at the path
+	Lines uint64 // lines returned, TooLong ones included
+	Bytes uint64 // bytes of the lines returned, '\n' included
+	// Rotations counts moves from a rotated-away file to the generation
+	// that follows it: a rotated generation not read yet, or the file at
+	// the path. Two rotations read one after the other count two.
+	Rotations uint64
+	// GenerationsMissed counts rotated generations that were gone
+	// (compressed, or deleted) before the reader got to them: their lines
+	// are lost. Each is logged as a warning with its name. See Generations
+	// in the package doc for which ones can be noticed.
+	GenerationsMissed uint64
 	// Truncations counts truncations noticed: the file shrank below the
 	// offset, or its first bytes changed, while it was read or since the
 	// start position was saved. For each, a copy of the file was found
@@ -106,7 +118,7 @@ type Stats struct {
 // counters are the Stats of a Reader, readable from any goroutine.
 type counters struct {
 	lines, bytes, rotations, truncations, copiesFinished, copiesMissing atomic.Uint64
-	tooLong, nulBytes, fragments                                        atomic.Uint64
+	tooLong, nulBytes, fragments, generationsMissed                     atomic.Uint64
 }
 
 // Reader follows the events file. Its methods must be called from one
@@ -149,6 +161,17 @@ type Reader struct {
 	awaySince  time.Time
 	lastGrowth time.Time
 
+	// Generations (see the package doc). birth enables birth times;
+	// finished holds the files left since Open, the latest last; while
+	// hasLeft is set, f is nil and left is the file released last, which
+	// the next file opened must follow. missedSeen is set once gone
+	// generations were found, until a second look confirms them.
+	birth      bool
+	finished   []leftFile
+	left       leftFile
+	hasLeft    bool
+	missedSeen bool
+
 	missing bool          // the path was missing at the last attempt
 	backoff time.Duration // current retry interval, 0 after a success
 	timer   *time.Timer
@@ -162,7 +185,7 @@ type Reader struct {
 	closed bool
 	n      counters
 
-	limOpen, limRead, limStat, limNUL, limFrag, limWatch, limCopy limiter
+	limOpen, limRead, limStat, limNUL, limFrag, limWatch, limCopy, limNext limiter
 }
 
 // Open returns a Reader of the file at path that starts at start. It does
@@ -222,6 +245,7 @@ func Open(path string, start Position, opts Options) (*Reader, error) {
 		maxBuf:   max(bufSize, opts.MaxLineBytes+minRead),
 		watchDir: filepath.Dir(path),
 		wake:     make(chan struct{}, 1),
+		birth:    useBirthTime,
 	}
 	r.startWatcher()
 	r.tryOpen() // on failure Next retries
@@ -326,17 +350,23 @@ func (r *Reader) Stats() Stats {
 		TooLong:        r.n.tooLong.Load(),
 		NULBytes:       r.n.nulBytes.Load(),
 		Fragments:      r.n.fragments.Load(),
+
+		GenerationsMissed: r.n.generationsMissed.Load(),
 	}
 }
 
 // tryOpen opens the file to read: at first the one start points to, then
-// the file at the path. It logs a failure and reports success.
+// the generation that follows the file released last, if any, else the
+// file at the path. It logs a failure and reports success.
 func (r *Reader) tryOpen() bool {
 	var err error
-	if r.resolved {
-		err = r.openPath()
-	} else {
+	switch {
+	case !r.resolved:
 		err = r.resolveStart()
+	case r.hasLeft:
+		err = r.openAfterLeft()
+	default:
+		err = r.openPath()
 	}
 
 	switch {
@@ -352,6 +382,8 @@ func (r *Reader) tryOpen() bool {
 			r.missing = true
 			r.log.Warn().Msg("events file missing, waiting for it to appear")
 		}
+	case errors.Is(err, errNotYet):
+		// Gone generations seen once: look again before reporting them.
 	default:
 		r.rateWarn(&r.limOpen).Err(err).Msg("cannot open events file, will retry")
 	}
@@ -761,16 +793,16 @@ func (r *Reader) checkFile() bool {
 		if !r.quiet() {
 			return false
 		}
-		r.rotate(ino)
-		return true
+		return r.leave(nlink)
 
 	case errors.Is(err, fs.ErrNotExist):
 		r.markAway()
 		if nlink > 0 || !r.quiet() {
-			return false // renamed: a new file may still appear at the path
+			// Renamed: a new file may still appear at the path. Any
+			// generation rotated meanwhile is found when it does.
+			return false
 		}
-		r.release()
-		return true
+		return r.leave(nlink)
 
 	default:
 		r.rateWarn(&r.limStat).Err(err).Msg("cannot stat events file path, will retry")
@@ -843,6 +875,7 @@ func (r *Reader) leaveCopy(finished bool) {
 	} else {
 		r.resetBuf()
 	}
+	r.finish(leftFile{id: r.id, byHead: headHoldsLine(r.f, r.id)})
 	r.f.Close()
 	r.f = nil
 	trunc := r.after
@@ -884,36 +917,165 @@ func (r *Reader) quiet() bool {
 	return r.now().Sub(since) >= r.opts.RotateGrace
 }
 
-// rotate leaves the rotated-away file for the file at the path, whose inode
-// is newInode.
-func (r *Reader) rotate(newInode uint64) {
-	old, off := r.id.Inode, r.readOff
-	r.dropPartial("file rotated away")
+// leave moves on from the file being read, which the path no longer names
+// (nlink is its link count) and which has been quiet for RotateGrace, to
+// the generation that follows it (see Generations in the package doc). It
+// reports whether the reader changed file. If no generation follows yet and
+// the path is missing, a file that still has a name is kept, and a deleted
+// one is released: Next then waits for the path, and reads the generations
+// rotated meanwhile first.
+func (r *Reader) leave(nlink uint64) bool {
+	left := r.leftInfo()
+	next, err := r.successor(left)
+	if errors.Is(err, errNotYet) {
+		return false
+	}
+	if err != nil {
+		r.rateWarn(&r.limNext).Err(err).
+			Uint64("inode", left.id.Inode).
+			Msg("cannot look for the generation that follows the rotated events file, will retry")
+		return false
+	}
+	if next.f == nil && nlink > 0 {
+		return false
+	}
+
+	oldIno, oldOff := r.id.Inode, r.readOff
+	if next.f == nil {
+		r.dropPartial("file deleted")
+	} else {
+		r.dropPartial("file rotated away")
+	}
 	r.f.Close()
 	r.f = nil
 	r.away = false
-	r.n.rotations.Add(1)
-	r.log.Info().
-		Uint64("old_inode", old).
-		Int64("old_offset", off).
-		Uint64("inode", newInode).
-		Msg("events file rotated, moving to the new file")
+	r.finish(left)
+	r.left, r.hasLeft = left, true // until the next file is read
 
-	// If the new file vanished or cannot be opened, Next retries and logs.
-	_ = r.openPath()
+	if next.f == nil {
+		r.log.Info().
+			Uint64("inode", oldIno).
+			Int64("offset", oldOff).
+			Msg("events file deleted, released it")
+		return true
+	}
+	if err := r.enter(next, oldIno, oldOff, false); err != nil {
+		// With no file, Next tries again.
+		r.rateWarn(&r.limNext).Err(err).
+			Str("file", next.name).
+			Msg("cannot read the generation that follows the rotated events file, will retry")
+	}
+	return true
 }
 
-// release closes a deleted file that has been read to its end.
-func (r *Reader) release() {
-	old, off := r.id.Inode, r.readOff
-	r.dropPartial("file deleted")
-	r.f.Close()
-	r.f = nil
-	r.away = false
-	r.log.Info().
-		Uint64("inode", old).
-		Int64("offset", off).
-		Msg("events file deleted, released it")
+// openAfterLeft opens the generation that follows the file released last.
+// It returns fs.ErrNotExist while there is none and the path is missing.
+func (r *Reader) openAfterLeft() error {
+	next, err := r.successor(r.left)
+	if err != nil {
+		return err
+	}
+	if next.f == nil {
+		return fs.ErrNotExist
+	}
+	return r.enter(next, r.left.id.Inode, -1, true)
+}
+
+// successor finds the generation to read after left (see findSuccessor).
+// The first time it finds generations that are gone, it returns errNotYet
+// instead, so that they are reported only if a second look, a poll later,
+// agrees: a rotation tool in the middle of renaming can make a generation
+// look gone for an instant.
+func (r *Reader) successor(left leftFile) (successor, error) {
+	next, err := findSuccessor(r.path, left, r.birth, r.isFinished)
+	if err != nil {
+		return successor{}, err
+	}
+	if next.f != nil && len(next.missed) > 0 && !r.missedSeen {
+		r.missedSeen = true
+		next.close()
+		return successor{}, errNotYet
+	}
+	r.missedSeen = false
+	return next, nil
+}
+
+// errNotYet means that the reader looks for the next generation again at
+// the next poll.
+var errNotYet = errors.New("follow: look again")
+
+// enter starts reading next at offset 0: the generation that follows the
+// file r.left, which was read up to oldOff (-1: released earlier) at inode
+// oldIno. It reports the generations missed between the two. After a
+// released (deleted) file, the file at the path does not count as a
+// rotation.
+func (r *Reader) enter(next successor, oldIno uint64, oldOff int64, released bool) error {
+	if err := r.setFile(next.f, 0); err != nil {
+		next.f.Close()
+		return err
+	}
+	r.hasLeft = false
+	r.reportMissed(next.missed)
+	if next.atPath && released {
+		return nil
+	}
+
+	r.n.rotations.Add(1)
+	e := r.log.Info().Uint64("old_inode", oldIno)
+	if oldOff >= 0 {
+		e = e.Int64("old_offset", oldOff)
+	}
+	e = e.Uint64("inode", r.id.Inode)
+	if next.atPath {
+		e.Msg("events file rotated, moving to the new file")
+		return nil
+	}
+	r.away, r.awaySince = true, r.now()
+	e.Str("file", next.name).
+		Msg("events file rotated, reading the rotated generation that followed it")
+	return nil
+}
+
+// reportMissed warns about and counts generations that were gone before
+// the reader got to them.
+func (r *Reader) reportMissed(missed []missedGen) {
+	for _, m := range missed {
+		r.n.generationsMissed.Add(1)
+		e := r.log.Warn().Str("file", m.name)
+		if m.size >= 0 {
+			e = e.Int64("size", m.size)
+		}
+		e.Str("reason", m.reason).
+			Msg("rotated generation of the events file was gone before it could be read, its lines are lost")
+	}
+}
+
+// leftInfo returns what findSuccessor needs to know of the file being read
+// once it is left.
+func (r *Reader) leftInfo() leftFile {
+	l := leftFile{id: r.id, byHead: headHoldsLine(r.f, r.id)}
+	if fi, err := r.f.Stat(); err == nil {
+		l.mtime = fi.ModTime()
+	}
+	if r.birth {
+		l.btime = fileBirthTime(r.f)
+	}
+	return l
+}
+
+// finish records that the file l has been read to its end, so that it is
+// never taken for a generation not read yet.
+func (r *Reader) finish(l leftFile) {
+	if len(r.finished) == maxFinished {
+		r.finished = slices.Delete(r.finished, 0, 1)
+	}
+	r.finished = append(r.finished, l)
+}
+
+// isFinished reports whether the file with device dev, inode ino and first
+// bytes head was finished since Open, or is a copy of one.
+func (r *Reader) isFinished(dev, ino uint64, head []byte) bool {
+	return slices.ContainsFunc(r.finished, func(l leftFile) bool { return l.is(dev, ino, head) })
 }
 
 // nextBackoff returns how long to wait before the next retry.

@@ -55,18 +55,19 @@ func Registry(src Sources) *prometheus.Registry {
 
 	if src.Follow != nil {
 		file := prometheus.NewDesc("dovecot_kafka_file_events_total",
-			"What happened to the events file: rotations, truncations, copies read to their end after copytruncate, truncations with no copy found, too-long lines, NUL bytes skipped, partial lines dropped.",
+			"What happened to the events file: rotations, truncations, copies read to their end after copytruncate, truncations with no copy found, rotated generations gone before they were read, too-long lines, NUL bytes skipped, partial lines dropped.",
 			[]string{"event"}, nil)
 		reg.MustRegister(collectorFunc{desc: file, collect: func(ch chan<- prometheus.Metric) {
 			fs := src.Follow()
 			for name, v := range map[string]uint64{
-				"rotation":        fs.Rotations,
-				"truncation":      fs.Truncations,
-				"too_long_line":   fs.TooLong,
-				"nul_byte":        fs.NULBytes,
-				"dropped_partial": fs.Fragments,
-				"copy_finished":   fs.CopiesFinished,
-				"copy_missing":    fs.CopiesMissing,
+				"rotation":          fs.Rotations,
+				"truncation":        fs.Truncations,
+				"too_long_line":     fs.TooLong,
+				"nul_byte":          fs.NULBytes,
+				"dropped_partial":   fs.Fragments,
+				"copy_finished":     fs.CopiesFinished,
+				"copy_missing":      fs.CopiesMissing,
+				"generation_missed": fs.GenerationsMissed,
 			} {
 				ch <- prometheus.MustNewConstMetric(file, prometheus.CounterValue, float64(v), name)
 			}

@@ -188,7 +188,7 @@ func (sc *stateCmd) showFile(w io.Writer, cp state.Checkpoint) error {
 	case fileRotated:
 		fmt.Fprintf(w, "file         %s is a newer file; the checkpoint's file is now %s (rotated)\n", path, where.rotated.name)
 		return sc.showUnpublished(w, []span{{where.rotated, cp.Offset}, {cur, 0}},
-			fmt.Sprintf("from offset %d to the end of %s, plus all of %s; generations rotated in between are not counted, and the daemon does not read them", cp.Offset, where.rotated.name, path))
+			fmt.Sprintf("from offset %d to the end of %s, plus all of %s; generations rotated in between are not counted, although the daemon reads them too", cp.Offset, where.rotated.name, path))
 	default:
 		fmt.Fprintf(w, "file         %s is a newer file, and the checkpoint's file (inode %d) is not in %s any more (compressed or deleted): the daemon starts at the beginning of %s, and what it had not published from the old file must be replayed from its copy\n",
 			path, cp.Inode, filepath.Dir(path), path)
