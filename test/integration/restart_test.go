@@ -9,6 +9,7 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -201,8 +202,9 @@ func consume(t *testing.T, topic string, want int) map[string][]int {
 	}
 	defer cl.Close()
 	got := map[string][]int{}
+	perPartition := map[int32]int{}
 	total := 0
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 120*time.Second)
 	defer cancel()
 	idle := 0
 	for total < want || idle < 2 {
@@ -210,8 +212,14 @@ func consume(t *testing.T, topic string, want int) map[string][]int {
 		fetches := cl.PollFetches(pctx)
 		pcancel()
 		if ctx.Err() != nil {
+			t.Logf("consume %s: %d of %d records after 120s, per partition %v", topic, total, want, perPartition)
 			break
 		}
+		fetches.EachError(func(topic string, p int32, err error) {
+			if !errors.Is(err, context.DeadlineExceeded) {
+				t.Logf("fetch %s[%d]: %v", topic, p, err)
+			}
+		})
 		n := 0
 		fetches.EachRecord(func(r *kgo.Record) {
 			var v struct {
@@ -226,6 +234,7 @@ func consume(t *testing.T, topic string, want int) map[string][]int {
 				t.Errorf("key %q but user %q", r.Key, v.User)
 			}
 			got[v.User] = append(got[v.User], v.UID)
+			perPartition[r.Partition]++
 			n++
 		})
 		total += n
