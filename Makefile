@@ -21,6 +21,7 @@ help:
 	@echo "make test-race         Go unit tests with the race detector"
 	@echo "make test-integration  Go tests against the broker at KAFKA_BROKERS ($(KAFKA_BROKERS))"
 	@echo "make test-e2e          real Dovecot + daemon + Kafka, compared with the expected captures"
+	@echo "make test-e2e-exporter the same through Dovecot's event exporter (JSON and tab-text)"
 	@echo "make test-tools        operator commands: unit tests, then against KAFKA_BROKERS"
 	@echo "make test-faults       fault injection against a private broker (short); test-faults-long: 15 minutes"
 	@echo "make bench             Go benchmarks and the one-million-line backlog run"
@@ -49,7 +50,7 @@ test-unit:
 # The full suite needs a broker (scripts/kafka.sh start) and root for the
 # private Dovecot instance; .ci/run starts what it needs and calls this.
 .PHONY: test
-test: lint test-unit test-integration test-tools test-e2e
+test: lint test-unit test-integration test-tools test-e2e test-e2e-exporter
 
 .PHONY: test-race
 test-race:
@@ -85,9 +86,15 @@ test-e2e:
 	@echo ">> end-to-end: Dovecot scenario -> daemon -> Kafka"
 	KAFKA_BROKERS=$(KAFKA_BROKERS) test/e2e/run.sh
 
+.PHONY: test-e2e-exporter
+test-e2e-exporter:
+	@echo ">> end-to-end: Dovecot event exporter (log transport) -> daemon -> Kafka"
+	KAFKA_BROKERS=$(KAFKA_BROKERS) test/e2e/run-exporter.sh
+	EXPORTER_FORMAT=tab-text KAFKA_BROKERS=$(KAFKA_BROKERS) test/e2e/run-exporter.sh
+
 .PHONY: bench
 bench:
-	$(GO) test -run '^$$' -bench . -benchmem ./parser/ ./mapping/ ./state/
+	$(GO) test -run '^$$' -bench . -benchmem ./parser/ ./mapping/ ./state/ ./exporter/
 	lua5.4 dovecot-conf/test/bench.lua dovecot-conf/push-events.lua $$(mktemp -u /tmp/dovecot-kafka-lua-bench.XXXXXX)
 	KAFKA_BROKERS=$(KAFKA_BROKERS) scripts/bench-backlog.sh
 
@@ -99,6 +106,8 @@ bench-dovecot:
 fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzParse -fuzztime $(FUZZTIME) ./parser/
 	$(GO) test -run '^$$' -fuzz FuzzFromEvent -fuzztime $(FUZZTIME) ./mapping/
+	$(GO) test -run '^$$' -fuzz FuzzSource -fuzztime $(FUZZTIME) ./exporter/
+	$(GO) test -run '^$$' -fuzz FuzzTranslate -fuzztime $(FUZZTIME) ./exporter/
 
 .PHONY: lint
 lint:

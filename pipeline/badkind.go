@@ -3,6 +3,7 @@ package pipeline
 import (
 	"errors"
 
+	"dovecot-kafka/exporter"
 	"dovecot-kafka/parser"
 )
 
@@ -18,12 +19,15 @@ const (
 	BadMissingField                // a required field is missing
 	BadFieldType                   // a field has the wrong type
 	BadTooLong                     // longer than max_line_bytes
+	BadTruncated                   // a value cut by Dovecot's 2.3 log transport
+	BadDamaged                     // an event exporter message that cannot be reassembled
 	badKinds
 )
 
 var badKindNames = [badKinds]string{
 	"invalid JSON", "invalid UTF-8", "unknown event", "missing field",
 	"wrong field type", "line longer than max_line_bytes",
+	"truncated by Dovecot's log transport", "damaged exporter message",
 }
 
 func (k BadKind) String() string { return badKindNames[k] }
@@ -40,6 +44,10 @@ func BadKinds() []BadKind {
 // badKind classifies a parse error.
 func badKind(err error) BadKind {
 	switch {
+	case errors.Is(err, exporter.ErrTruncated):
+		return BadTruncated
+	case errors.Is(err, exporter.ErrDamaged):
+		return BadDamaged
 	case errors.Is(err, parser.ErrBadUTF8):
 		return BadUTF8
 	case errors.Is(err, parser.ErrUnknownEvent):

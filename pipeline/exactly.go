@@ -153,7 +153,7 @@ func (t *txnRun) drainDeliveries() {
 
 // loop runs one transaction after another until ctx is done or one fails.
 func (t *txnRun) loop(ctx context.Context) error {
-	rd := newRenderer(t.opts.Drivers, t.opts.ProvenanceHeaders)
+	rd := newRenderer(t.opts.Drivers, t.opts.ProvenanceHeaders, t.src)
 	log := t.opts.Log
 	for {
 		if err := t.snk.Begin(); err != nil {

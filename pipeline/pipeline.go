@@ -203,7 +203,7 @@ func (r *run) run(ctx context.Context) error {
 // read is the hot loop: one line at a time, every driver's record for it
 // rendered into one reused buffer, then produced.
 func (r *run) read(readCtx, workCtx context.Context) error {
-	rd := newRenderer(r.opts.Drivers, r.opts.ProvenanceHeaders)
+	rd := newRenderer(r.opts.Drivers, r.opts.ProvenanceHeaders, r.src)
 	for {
 		line, err := r.src.Next(readCtx)
 		if err != nil {

@@ -516,7 +516,7 @@ func TestRefusedAtProduceIsDeadLettered(t *testing.T) {
 // timestamp (brokers refuse timestamps far in the future).
 func TestFutureEventTimeIsNotTheTimestamp(t *testing.T) {
 	future := time.Now().Add(2 * time.Hour).Unix()
-	rd := newRenderer(testOptions(t, nil).Drivers, false)
+	rd := newRenderer(testOptions(t, nil).Drivers, false, nil)
 	for _, c := range []struct {
 		time int64
 		want time.Time

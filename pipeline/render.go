@@ -20,6 +20,7 @@ var errTooLong = errors.New("pipeline: line longer than max_line_bytes")
 // the next call.
 type renderer struct {
 	p       parser.Parser
+	lineErr func() error // why the source could not turn its input into a line, if it can say
 	drivers []*mapping.Driver
 	headers bool   // add provenance headers
 	host    string // for the host header
@@ -34,8 +35,14 @@ type span struct {
 	start, end int
 }
 
-func newRenderer(drivers []*mapping.Driver, headers bool) *renderer {
+// newRenderer returns a renderer for drivers. If src can say why a line it
+// returned is not an event (the event exporter's source: a damaged or
+// truncated message), that reason wins over the parser's.
+func newRenderer(drivers []*mapping.Driver, headers bool, src Source) *renderer {
 	rd := &renderer{drivers: drivers, headers: headers, buf: make([]byte, 0, 64<<10)}
+	if le, ok := src.(interface{ LineErr() error }); ok {
+		rd.lineErr = le.LineErr
+	}
 	if headers {
 		rd.host, _ = os.Hostname()
 	}
@@ -47,6 +54,11 @@ func newRenderer(drivers []*mapping.Driver, headers bool) *renderer {
 func (rd *renderer) render(line follow.Line) ([]sink.Record, BadKind, error) {
 	if line.TooLong {
 		return nil, BadTooLong, errTooLong
+	}
+	if rd.lineErr != nil {
+		if err := rd.lineErr(); err != nil {
+			return nil, badKind(err), err
+		}
 	}
 	ev, err := rd.p.Parse(line.Data)
 	if err != nil {

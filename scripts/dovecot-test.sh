@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # dovecot-test.sh: start or stop a private Dovecot 2.3 instance that runs
-# dovecot-conf/push-events.lua from this repository.
+# dovecot-conf/push-events.lua (or push-events-exporter.lua) from this
+# repository.
 #
 #   scripts/dovecot-test.sh start DIR    write DIR/dovecot.conf, start Dovecot
 #   scripts/dovecot-test.sh stop DIR     stop it and wait until it is gone
@@ -11,9 +12,15 @@
 #
 #   IMAP_PORT    IMAP port (default 10143)
 #   LMTP_PORT    LMTP port (default 10024)
-#   EVENTS_FILE  the script's events file (default DIR/events/events.jsonl)
+#   EVENTS_FILE  the script's events file (default DIR/events/events.jsonl;
+#                not written with PUSH_EVENTS=exporter)
 #   PUSH_EVENTS  "off" starts Dovecot without the push plugins and the
-#                script, as a baseline for cost measurements (default on)
+#                script, as a baseline for cost measurements; "exporter"
+#                runs dovecot-conf/push-events-exporter.lua with
+#                exporter-2.3.conf instead, and the events then go to the
+#                stats process's lines in DIR/log/dovecot.log (default on)
+#   EXPORTER_FORMAT  with PUSH_EVENTS=exporter: the event exporter's format,
+#                json or tab-text (default json)
 #   MAIL_DEBUG   "yes" turns on Dovecot's mail_debug (default no)
 #
 # Users (password testpass): user-a@example.test (kafka_push=on,
@@ -39,7 +46,19 @@ script="$repo/dovecot-conf/push-events.lua"
 imap_port=${IMAP_PORT:-10143}
 lmtp_port=${LMTP_PORT:-10024}
 push_events=${PUSH_EVENTS:-on}
+exporter_format=${EXPORTER_FORMAT:-json}
 mail_debug=${MAIL_DEBUG:-no}
+
+if [ "$push_events" = exporter ]; then
+	script="$repo/dovecot-conf/push-events-exporter.lua"
+	case $exporter_format in
+	json | tab-text) ;;
+	*)
+		echo "EXPORTER_FORMAT must be json or tab-text, not $exporter_format" >&2
+		exit 2
+		;;
+	esac
+fi
 
 # wait_imap waits up to 10 s for the IMAP greeting on 127.0.0.1.
 wait_imap() {
@@ -114,8 +133,10 @@ start() {
 
 	# The mail processes load the script as vmail; a copy under DIR keeps
 	# that working wherever the repository lives (/root is not searchable).
-	install -m 0644 "$script" "$dir/push-events.lua"
-	script="$dir/push-events.lua"
+	local installed
+	installed="$dir/$(basename "$script")"
+	install -m 0644 "$script" "$installed"
+	script=$installed
 	if ! can_vmail_read "$script"; then
 		echo "vmail cannot read $script" >&2
 		exit 1
@@ -132,6 +153,18 @@ start() {
 	if [ "$push_events" = off ]; then
 		include="# (PUSH_EVENTS=off: push-events-2.3.conf not included)"
 		driver="# (PUSH_EVENTS=off: no push_notification_driver)"
+	elif [ "$push_events" = exporter ]; then
+		# The shipped snippet, switched to tab-text when asked for: the
+		# daemon's exporter_format must match the exporter's format.
+		local snippet="$repo/dovecot-conf/exporter-2.3.conf"
+		if [ "$exporter_format" = tab-text ]; then
+			sed -e 's/^\(  format = \)json$/\1tab-text/' \
+				-e 's/^\(  format_args = \)time-rfc3339$/\1time-unix/' \
+				"$snippet" >"$dir/exporter-2.3.conf"
+			snippet="$dir/exporter-2.3.conf"
+		fi
+		include="!include $snippet"
+		driver="push_notification_driver = lua:file=$script"
 	else
 		include="!include $repo/dovecot-conf/push-events-2.3.conf"
 		driver="push_notification_driver = lua:file=$script"
@@ -151,7 +184,11 @@ start() {
 		echo "Dovecot did not answer on 127.0.0.1:$imap_port; see $dir/log/dovecot.log" >&2
 		exit 1
 	fi
-	echo "Dovecot running: imap 127.0.0.1:$imap_port, lmtp 127.0.0.1:$lmtp_port, events $events_file (push events $push_events)"
+	if [ "$push_events" = exporter ]; then
+		echo "Dovecot running: imap 127.0.0.1:$imap_port, lmtp 127.0.0.1:$lmtp_port, events in the stats lines of $dir/log/dovecot.log (push events exporter, $exporter_format)"
+	else
+		echo "Dovecot running: imap 127.0.0.1:$imap_port, lmtp 127.0.0.1:$lmtp_port, events $events_file (push events $push_events)"
+	fi
 }
 
 stop() {

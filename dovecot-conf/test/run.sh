@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# run.sh: tests for dovecot-conf/push-events.lua that need no Dovecot.
-# Runs luacheck on dovecot-conf/ and the Lua tests (push_events_test.lua),
-# then prints "N passed, M failed" over both; exits non-zero on a failure.
+# run.sh: tests for dovecot-conf/push-events.lua and
+# push-events-exporter.lua that need no Dovecot. Runs luacheck on
+# dovecot-conf/ and the Lua tests (push_events_test.lua,
+# push_events_exporter_test.lua), then prints "N passed, M failed" over
+# all; exits non-zero on a failure.
 # Needs lua5.4 and luacheck.
 set -u
 
@@ -22,22 +24,32 @@ fi
 
 out=$(mktemp)
 trap 'rm -f "$out"' EXIT
-lua5.4 "$here/push_events_test.lua" "$conf_dir/push-events.lua" >"$out" 2>&1
-status=$?
-head -n -1 "$out" # its own summary line is folded into ours below
 
-summary=$(tail -n 1 "$out")
-if [[ $summary =~ ^([0-9]+)\ passed,\ ([0-9]+)\ failed$ ]]; then
-	passed=$((passed + BASH_REMATCH[1]))
-	failed=$((failed + BASH_REMATCH[2]))
-else
-	echo "FAIL push_events_test.lua ended without a summary (exit $status)"
-	failed=$((failed + 1))
-fi
-if [ "$status" -ne 0 ] && [ "$failed" -eq 0 ]; then
-	echo "FAIL push_events_test.lua exited with $status"
-	failed=$((failed + 1))
-fi
+# run_lua_tests TEST SCRIPT runs one Lua test file against its script and
+# folds its "N passed, M failed" summary into ours.
+run_lua_tests() {
+	local test=$1 script=$2 status summary file_failed=1
+	lua5.4 "$here/$test" "$conf_dir/$script" >"$out" 2>&1
+	status=$?
+	head -n -1 "$out" # its own summary line is folded into ours below
+
+	summary=$(tail -n 1 "$out")
+	if [[ $summary =~ ^([0-9]+)\ passed,\ ([0-9]+)\ failed$ ]]; then
+		passed=$((passed + BASH_REMATCH[1]))
+		file_failed=${BASH_REMATCH[2]}
+		failed=$((failed + file_failed))
+	else
+		echo "FAIL $test ended without a summary (exit $status)"
+		failed=$((failed + 1))
+	fi
+	if [ "$status" -ne 0 ] && [ "$file_failed" -eq 0 ]; then
+		echo "FAIL $test exited with $status"
+		failed=$((failed + 1))
+	fi
+}
+
+run_lua_tests push_events_test.lua push-events.lua
+run_lua_tests push_events_exporter_test.lua push-events-exporter.lua
 
 echo "$passed passed, $failed failed"
 [ "$failed" -eq 0 ]
