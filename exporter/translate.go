@@ -5,8 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
-	"unicode/utf16"
-	"unicode/utf8"
+
+	"dovecot-kafka/parser"
 )
 
 // EventName is the name push-events-exporter.lua gives its events, and so
@@ -604,97 +604,17 @@ func (d *jsonDecoder) number() ([]byte, error) {
 
 // str decodes the string at pos into *buf and returns it.
 func (d *jsonDecoder) str() ([]byte, error) {
-	if !d.consume('"') {
+	if d.peek() != '"' {
 		return nil, d.errorf("expected a string")
 	}
 	start := len(*d.buf)
-	for {
-		run := d.pos
-		for d.pos < len(d.data) {
-			c := d.data[d.pos]
-			if c == '"' || c == '\\' || c < 0x20 {
-				break
-			}
-			d.pos++
-		}
-		*d.buf = append(*d.buf, d.data[run:d.pos]...)
-		if d.pos >= len(d.data) {
-			return nil, d.errorf("unterminated string")
-		}
-		c := d.data[d.pos]
-		if c == '"' {
-			d.pos++
-			b := *d.buf
-			return b[start:len(b):len(b)], nil
-		}
-		if c < 0x20 {
-			return nil, d.errorf("control character in a string")
-		}
-		if d.pos+1 >= len(d.data) {
-			return nil, d.errorf("unterminated escape")
-		}
-		e := d.data[d.pos+1]
-		d.pos += 2
-		switch e {
-		case '"', '\\', '/':
-			*d.buf = append(*d.buf, e)
-		case 'b':
-			*d.buf = append(*d.buf, '\b')
-		case 'f':
-			*d.buf = append(*d.buf, '\f')
-		case 'n':
-			*d.buf = append(*d.buf, '\n')
-		case 'r':
-			*d.buf = append(*d.buf, '\r')
-		case 't':
-			*d.buf = append(*d.buf, '\t')
-		case 'u':
-			r, ok := d.hex4()
-			if !ok {
-				return nil, d.errorf(`bad \u escape`)
-			}
-			if utf16.IsSurrogate(r) {
-				// A pair gives one character; a lone half is replaced.
-				r2 := utf8.RuneError
-				if bytes.HasPrefix(d.data[d.pos:], []byte(`\u`)) {
-					save := d.pos
-					d.pos += 2
-					if lo, ok := d.hex4(); ok {
-						r2 = utf16.DecodeRune(r, lo)
-					}
-					if r2 == utf8.RuneError {
-						d.pos = save
-					}
-				}
-				r = r2
-			}
-			*d.buf = utf8.AppendRune(*d.buf, r)
-		default:
-			return nil, d.errorf(`unknown escape \%c`, e)
-		}
+	b, pos, err := parser.AppendUnquoted(*d.buf, d.data, d.pos)
+	d.pos = pos
+	if err != nil {
+		return nil, d.errorf("%v", err)
 	}
-}
-
-func (d *jsonDecoder) hex4() (rune, bool) {
-	if d.pos+4 > len(d.data) {
-		return 0, false
-	}
-	var r rune
-	for _, c := range d.data[d.pos : d.pos+4] {
-		r <<= 4
-		switch {
-		case c >= '0' && c <= '9':
-			r |= rune(c - '0')
-		case c >= 'a' && c <= 'f':
-			r |= rune(c - 'a' + 10)
-		case c >= 'A' && c <= 'F':
-			r |= rune(c - 'A' + 10)
-		default:
-			return 0, false
-		}
-	}
-	d.pos += 4
-	return r, true
+	*d.buf = b
+	return b[start:len(b):len(b)], nil
 }
 
 // skipValue skips any JSON value.

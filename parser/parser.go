@@ -568,82 +568,96 @@ func (p *Parser) strObject(at int, key string, out []Field) ([]Field, error) {
 // decodeString reads the string at pos (which holds '"') and appends its
 // decoded bytes to buf.
 func (p *Parser) decodeString() error {
-	p.pos++ // opening quote
+	buf, pos, err := AppendUnquoted(p.buf, p.data, p.pos)
+	if err != nil {
+		p.pos = pos
+		return p.errorf("%v", err)
+	}
+	p.buf, p.pos = buf, pos
+	return nil
+}
+
+// AppendUnquoted decodes the JSON string that starts at data[pos] (which
+// holds the opening '"') and appends its bytes to dst. It returns dst and
+// the position just past the closing quote. A surrogate pair escape gives
+// one character and a lone surrogate U+FFFD; the result is never longer
+// than the encoded string. On a malformed string it returns the position
+// of the problem and an error that says what it is.
+func AppendUnquoted(dst, data []byte, pos int) ([]byte, int, error) {
+	pos++ // opening quote
 	for {
 		// Copy the run of plain bytes in one go.
-		start := p.pos
-		for p.pos < len(p.data) {
-			c := p.data[p.pos]
+		start := pos
+		for pos < len(data) {
+			c := data[pos]
 			if c == '"' || c == '\\' || c < 0x20 {
 				break
 			}
-			p.pos++
+			pos++
 		}
-		p.buf = append(p.buf, p.data[start:p.pos]...)
-		if p.pos >= len(p.data) {
-			return p.errorf("unterminated string")
+		dst = append(dst, data[start:pos]...)
+		if pos >= len(data) {
+			return dst, pos, errors.New("unterminated string")
 		}
-		c := p.data[p.pos]
+		c := data[pos]
 		switch {
 		case c == '"':
-			p.pos++
-			return nil
+			return dst, pos + 1, nil
 		case c < 0x20:
-			return p.errorf("control character in a string")
+			return dst, pos, errors.New("control character in a string")
 		}
 		// A backslash escape.
-		if p.pos+1 >= len(p.data) {
-			return p.errorf("unterminated escape")
+		if pos+1 >= len(data) {
+			return dst, pos, errors.New("unterminated escape")
 		}
-		e := p.data[p.pos+1]
-		p.pos += 2
+		e := data[pos+1]
+		pos += 2
 		switch e {
 		case '"', '\\', '/':
-			p.buf = append(p.buf, e)
+			dst = append(dst, e)
 		case 'b':
-			p.buf = append(p.buf, '\b')
+			dst = append(dst, '\b')
 		case 'f':
-			p.buf = append(p.buf, '\f')
+			dst = append(dst, '\f')
 		case 'n':
-			p.buf = append(p.buf, '\n')
+			dst = append(dst, '\n')
 		case 'r':
-			p.buf = append(p.buf, '\r')
+			dst = append(dst, '\r')
 		case 't':
-			p.buf = append(p.buf, '\t')
+			dst = append(dst, '\t')
 		case 'u':
-			r, ok := p.hex4()
+			r, ok := hex4(data, pos)
 			if !ok {
-				return p.errorf("bad \\u escape")
+				return dst, pos, errors.New("bad \\u escape")
 			}
+			pos += 4
 			if utf16.IsSurrogate(r) {
 				// A pair gives one character; a lone half is replaced.
 				r2 := utf8.RuneError
-				if p.pos+1 < len(p.data) && p.data[p.pos] == '\\' && p.data[p.pos+1] == 'u' {
-					save := p.pos
-					p.pos += 2
-					lo, ok := p.hex4()
-					if ok {
+				if pos+1 < len(data) && data[pos] == '\\' && data[pos+1] == 'u' {
+					if lo, ok := hex4(data, pos+2); ok {
 						r2 = utf16.DecodeRune(r, lo)
-					}
-					if r2 == utf8.RuneError {
-						p.pos = save
+						if r2 != utf8.RuneError {
+							pos += 6
+						}
 					}
 				}
 				r = r2
 			}
-			p.buf = utf8.AppendRune(p.buf, r)
+			dst = utf8.AppendRune(dst, r)
 		default:
-			return p.errorf("unknown escape \\%c", e)
+			return dst, pos, fmt.Errorf("unknown escape \\%c", e)
 		}
 	}
 }
 
-func (p *Parser) hex4() (rune, bool) {
-	if p.pos+4 > len(p.data) {
+// hex4 reads four hex digits at data[pos:].
+func hex4(data []byte, pos int) (rune, bool) {
+	if pos+4 > len(data) {
 		return 0, false
 	}
 	var r rune
-	for _, c := range p.data[p.pos : p.pos+4] {
+	for _, c := range data[pos : pos+4] {
 		r <<= 4
 		switch {
 		case c >= '0' && c <= '9':
@@ -656,7 +670,6 @@ func (p *Parser) hex4() (rune, bool) {
 			return 0, false
 		}
 	}
-	p.pos += 4
 	return r, true
 }
 
