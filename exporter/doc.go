@@ -1,5 +1,5 @@
 // Package exporter reads what Dovecot's event exporter writes for
-// dovecot-conf/push-events-exporter.lua and turns each of its events into a
+// dovecot-conf/push-events.lua (push_events_output = exporter) and turns each of its events into a
 // line of the events file (format v1, dovecot-conf/events-format.md), so
 // that the parser, the mapping and the rest of the daemon treat it exactly
 // like a line of push-events.lua.

@@ -15,7 +15,7 @@ type kv struct {
 	v any
 }
 
-// ourEvent returns the fields push-events-exporter.lua sends for one
+// ourEvent returns the fields push-events.lua's exporter output sends for one
 // event, after fields Dovecot's own events pass on, with push_bytes
 // computed as the script does.
 func ourEvent(user, event, mailbox string, extra ...kv) []kv {

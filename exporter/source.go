@@ -106,7 +106,7 @@ type counters struct {
 }
 
 // Source reads the event exporter's output and yields the events of
-// push-events-exporter.lua as events-file lines (format v1), so that the
+// push-events.lua's exporter output as events-file lines (format v1), so that the
 // parser and the mapping treat them as lines of push-events.lua. Its
 // methods must be called from one goroutine, except Stats.
 type Source struct {

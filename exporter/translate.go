@@ -9,7 +9,7 @@ import (
 	"dovecot-kafka/parser"
 )
 
-// EventName is the name push-events-exporter.lua gives its events, and so
+// EventName is the name push-events.lua's exporter output gives its events, and so
 // the event=... filter of the exporter's metric.
 const EventName = "dovecot_kafka_event"
 
@@ -183,7 +183,7 @@ func cutByLog(v []byte) bool {
 // them.
 func (t *translator) checkBytes(at int) error {
 	if at < 0 {
-		return errors.New("no push_bytes field (not sent by push-events-exporter.lua, or cut)")
+		return errors.New("no push_bytes field (not sent by push-events.lua, or cut)")
 	}
 	want, ok := parseInt(t.fields[at].value)
 	if !ok || t.fields[at].str && t.enc == JSON {

@@ -1,7 +1,6 @@
 #!/usr/bin/env bash
 # dovecot-test.sh: start or stop a private Dovecot 2.3 instance that runs
-# dovecot-conf/push-events.lua (or push-events-exporter.lua) from this
-# repository.
+# dovecot-conf/push-events.lua from this repository.
 #
 #   scripts/dovecot-test.sh start DIR    write DIR/dovecot.conf, start Dovecot
 #   scripts/dovecot-test.sh stop DIR     stop it and wait until it is gone
@@ -16,8 +15,9 @@
 #                not written with PUSH_EVENTS=exporter)
 #   PUSH_EVENTS  "off" starts Dovecot without the push plugins and the
 #                script, as a baseline for cost measurements; "exporter"
-#                runs dovecot-conf/push-events-exporter.lua with
-#                exporter-2.3.conf instead, and the events then go to the
+#                includes exporter-2.3.conf instead, whose
+#                push_events_output = exporter makes the script send the
+#                events to the event exporter; they then go to the
 #                stats process's lines in DIR/log/dovecot.log (default on)
 #   EXPORTER_FORMAT  with PUSH_EVENTS=exporter: the event exporter's format,
 #                json or tab-text (default json)
@@ -50,7 +50,6 @@ exporter_format=${EXPORTER_FORMAT:-json}
 mail_debug=${MAIL_DEBUG:-no}
 
 if [ "$push_events" = exporter ]; then
-	script="$repo/dovecot-conf/push-events-exporter.lua"
 	case $exporter_format in
 	json | tab-text) ;;
 	*)

@@ -1,9 +1,11 @@
--- push_events_exporter_test.lua: tests for push-events-exporter.lua without
--- Dovecot.
+-- push_events_exporter_test.lua: tests for the exporter output of
+-- push-events.lua (push_events_output = exporter) without Dovecot.
 --
 --   lua5.4 push_events_exporter_test.lua SCRIPT
 --
--- SCRIPT is the path of push-events-exporter.lua. The test installs a fake
+-- SCRIPT is the path of push-events.lua. The fake users have
+-- push_events_output = exporter among their plugin settings unless a check
+-- sets it otherwise. The test installs a fake
 -- "dovecot" global whose dovecot.event() records the events the script
 -- builds and sends (set_name, add_str, add_int, log_debug), fake mail user
 -- and mailbox objects, loads the script and calls its entry points as the
@@ -75,11 +77,15 @@ end
 -- fake_user returns a mail user like the one the Lua driver passes to
 -- begin_txn. settings are its plugin settings (userdb fields included, as
 -- Dovecot 2.3 makes them visible); mailboxes maps a name to the status
--- table (or an error string) its status() call gives.
+-- table (or an error string) its status() call gives. push_events_output
+-- is "exporter" unless settings has it.
 local function fake_user(username, settings, mailboxes)
 	local user = { username = username, freed = {} }
 	function user.plugin_getenv(self, name)
 		assert(self == user, "plugin_getenv called without the user")
+		if name == "push_events_output" and settings[name] == nil then
+			return "exporter"
+		end
 		return settings[name]
 	end
 	function user.mailbox(self, name)
@@ -106,7 +112,7 @@ end
 
 -- Test harness ------------------------------------------------------------
 
-local script_path = arg[1] or "push-events-exporter.lua"
+local script_path = arg[1] or "push-events.lua"
 local passed, failed = 0, 0
 
 local function check(name, fn)
@@ -413,6 +419,30 @@ check("sending fails: logged with the count, nothing raised", function()
 	expect(logged[1]:find("(2 of 2 events lost)", 1, true), logged[1])
 end)
 
+check("push_events_output = file: no event sent, the file output's error",
+	function()
+		run(fake_user("u@example.test", { push_events_output = "file" }), {
+			{ "message_read", { mailbox = "INBOX", uid = 1.0, uid_validity = 1.0 } },
+		})
+		expect_eq(created, 0, "events created")
+		expect_eq(#logged, 1, "errors logged")
+		expect(logged[1]:find("^push%-events: push_events_path is not set"),
+			logged[1])
+	end)
+
+check("unknown push_events_output: events counted, dropped and logged",
+	function()
+		run(fake_user("u@example.test", { push_events_output = "kafka" }), {
+			{ "message_read", { mailbox = "INBOX", uid = 1.0, uid_validity = 1.0 } },
+			{ "message_trash", { mailbox = "INBOX", uid = 1.0, uid_validity = 1.0 } },
+		})
+		expect_eq(created, 0, "events created")
+		expect_eq(#logged, 2, "errors logged")
+		expect(logged[1]:find('push_events_output is "kafka"', 1, true),
+			logged[1])
+		expect(logged[2]:find("2 events dropped", 1, true), logged[2])
+	end)
+
 check("begin_txn with a bad user: events counted and dropped", function()
 	run(42, { { "message_read",
 		{ mailbox = "INBOX", uid = 1.0, uid_validity = 1.0 } } })
@@ -430,7 +460,8 @@ end)
 
 check("Dovecot 2.4 user (no plugin_getenv): userdb through var_expand",
 	function()
-		script_init({ push_events_userdb_fields = "kafka_push,plan" })
+		script_init({ push_events_output = "exporter",
+			push_events_userdb_fields = "kafka_push,plan" })
 		local user = { username = "u@example.test" }
 		function user.var_expand(_, fmt)
 			local values = { ["%{userdb:kafka_push}"] = "on" }
@@ -440,6 +471,9 @@ check("Dovecot 2.4 user (no plugin_getenv): userdb through var_expand",
 			{ mailbox = "INBOX", uid = 1.0, uid_validity = 1.0 } } })
 		expect_eq(sent[1].fields.userdb_kafka_push, "on", "kafka_push")
 		expect(sent[1].fields.userdb_plan == nil, "empty plan sent")
+		expect_eq(#logged, 0, "errors logged")
+		dovecot_lua_notify_end_txn(nil, true)
+		expect(logged[1]:find("^push%-events%-exporter: end_txn"), logged[1])
 	end)
 
 print(string.format("%d passed, %d failed", passed, failed))

@@ -794,6 +794,38 @@ check("concurrent writers: 4 processes x 2000 lines of 5-20 KB, no tear",
 		print(string.format("     (%d lines, %.1f MB)", count, bytes / 1e6))
 	end)
 
+check("push_events_output: unset, \"\" and \"file\" write the file",
+	function()
+		reset_file()
+		local ev = { mailbox = "INBOX", uid = 1.0, uid_validity = 1.0 }
+		for _, v in ipairs({ "", "file" }) do
+			run(fake_user("u@example.test", { push_events_path = events_path,
+				push_events_output = v }), { { "message_read", ev } })
+		end
+		run(fake_user("u@example.test", { push_events_path = events_path }),
+			{ { "message_read", ev } })
+		local lines = written()
+		expect_eq(#lines, 3, "lines written")
+		expect_eq(lines[1].raw:gsub('"time":%d+', ""),
+			lines[3].raw:gsub('"time":%d+', ""), "same line")
+		expect_eq(#logged, 0, "errors logged")
+	end)
+
+check("push_events_output = exporter writes no line", function()
+	reset_file()
+	dovecot.event = function()
+		error("event() called")
+	end
+	run(fake_user("u@example.test", { push_events_path = events_path,
+		push_events_output = "exporter" }), { { "message_read",
+		{ mailbox = "INBOX", uid = 1.0, uid_validity = 1.0 } } })
+	dovecot.event = nil
+	expect_eq(#written(), 0, "lines written")
+	expect_eq(#logged, 1, "errors logged")
+	expect(logged[1]:find("^push%-events%-exporter: cannot send events"),
+		logged[1])
+end)
+
 check("script_init settings (Dovecot 2.4) override plugin settings",
 	function()
 		reset_file()

@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
-# run.sh: tests for dovecot-conf/push-events.lua and
-# push-events-exporter.lua that need no Dovecot. Runs luacheck on
-# dovecot-conf/ and the Lua tests (push_events_test.lua,
-# push_events_exporter_test.lua), then prints "N passed, M failed" over
-# all; exits non-zero on a failure.
+# run.sh: tests for dovecot-conf/push-events.lua that need no Dovecot.
+# Runs luacheck on dovecot-conf/ and the Lua tests (push_events_test.lua
+# for the file output, push_events_exporter_test.lua for the exporter
+# output), then prints "N passed, M failed" over all; exits non-zero on a
+# failure.
 # Needs lua5.4 and luacheck.
 set -u
 
@@ -49,7 +49,7 @@ run_lua_tests() {
 }
 
 run_lua_tests push_events_test.lua push-events.lua
-run_lua_tests push_events_exporter_test.lua push-events-exporter.lua
+run_lua_tests push_events_exporter_test.lua push-events.lua
 
 echo "$passed passed, $failed failed"
 [ "$failed" -eq 0 ]

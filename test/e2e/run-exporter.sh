@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # End-to-end test of the event exporter input with the real parts: a private
-# Dovecot 2.3 running dovecot-conf/push-events-exporter.lua with
+# Dovecot 2.3 running dovecot-conf/push-events.lua (exporter output) with
 # exporter-2.3.conf (log transport), the daemon with input = "exporter-log"
 # following Dovecot's log, and a real Kafka broker.
 #
