@@ -1,8 +1,8 @@
 // Package exporter reads what Dovecot's event exporter writes for
-// dovecot-conf/push-events.lua (push_events_output = exporter) and turns each of its events into a
-// line of the events file (format v1, dovecot-conf/events-format.md), so
-// that the parser, the mapping and the rest of the daemon treat it exactly
-// like a line of push-events.lua.
+// dovecot-conf/push-events.lua (push_events_output = exporter) and turns
+// each of its events into a line of the events file (format v1,
+// dovecot-conf/events-format.md), so that the parser, the mapping and the
+// rest of the daemon treat it exactly like a line of the file output.
 //
 // The script sends one event named "dovecot_kafka_event" per
 // push-notification event; its push_* and userdb_* fields carry what a
