@@ -50,7 +50,7 @@ test-unit:
 # The full suite needs a broker (scripts/kafka.sh start) and root for the
 # private Dovecot instance; .ci/run starts what it needs and calls this.
 .PHONY: test
-test: lint test-unit test-integration test-tools test-e2e test-e2e-exporter
+test: lint test-unit test-integration test-tools test-e2e test-e2e-exporter test-faults
 
 .PHONY: test-race
 test-race:

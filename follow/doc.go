@@ -90,20 +90,21 @@
 // the same rule.
 // "Created right after" is decided by:
 //
-//   - Birth time, where the file system records it for the file just left
-//     and for every candidate (Linux statx; ext4, XFS and Btrfs do): the
-//     candidate born first after it. Birth times are kept to a clock tick;
-//     between equal ones the names decide, as below.
-//   - Otherwise (NFS, older kernels, systems other than Linux) the names,
-//     as logrotate gives them: a numbered suffix (.1, .2) is the newer the
-//     smaller its number; any other suffix (a date, a date and a counter)
-//     is the newer the later it sorts, comparing runs of digits as numbers
-//     (-20261204-10 after -20261204-9); dated names count as older than
-//     numbered ones, and the file at the path is the newest. The next one
-//     is the candidate right after the place of the file just left: that of
-//     its current name, found by device and inode, or, if it was compressed
-//     and deleted, that of the .gz file whose decompressed first bytes are
-//     its own.
+//   - The names, as logrotate gives them: a numbered suffix (.1, .2) is the
+//     newer the smaller its number; any other suffix (a date, a date and a
+//     counter) is the newer the later it sorts, comparing runs of digits as
+//     numbers (-20261204-10 after -20261204-9); dated names count as older
+//     than numbered ones, and the file at the path is the newest. The next
+//     one is the candidate right after the place of the file just left:
+//     that of its current name, found by device and inode, or, if it was
+//     compressed and deleted, that of the .gz file whose decompressed first
+//     bytes are its own. Names, not birth times: a copytruncate copy is born
+//     after the file it copies but holds older lines, and by birth time it
+//     would pass for a later generation (and be read again after a restart,
+//     or read in place of the file it copies).
+//   - When the file just left has no place by name: birth time, where the
+//     file system records it for that file and every candidate (Linux
+//     statx; ext4, XFS and Btrfs do), the candidate born first after it.
 //   - Otherwise (the file just left has no name, and no gzip file holds it),
 //     the first in that name order among the candidates modified no earlier
 //     than the file just left. A late write to the older of two generations
@@ -120,9 +121,7 @@
 // unnoticed, and so does one that is gone when the file just left has no
 // place. If the directory cannot be listed, the reader stays on the file it
 // has and retries, with a warning, rather than skip generations it cannot
-// see. In birth-time order, a file copied later under a generation's name
-// (a backup, a copy of a generation this Reader did not read) counts as
-// newer and is read: lines may come twice, but none are skipped.
+// see.
 //
 // A partial last line is the bytes after the last '\n' of the file: a writer
 // is still writing it, or died halfway. It is never returned until its '\n'

@@ -323,12 +323,15 @@ func closeFile(f *os.File) {
 }
 
 // nextCandidates returns the uncompressed rotated generations that may
-// follow left, oldest first. By birth time if it is known for left and for
-// all of them: those created after left. Otherwise, and between files with
-// the same birth time (file systems keep it to a clock tick), by name: if
-// left's place is known, those after it; if not, those modified no earlier
-// than left. The file at the path (by name, or by device and inode in case
-// it was renamed since it was opened) is left out: it always comes last.
+// follow left, oldest first. By name when left's place among the names is
+// known: those after it. Names, not birth times, because a copytruncate
+// copy is born after the file it copies yet holds older lines, and would
+// otherwise be taken for a later generation (and read again after a
+// restart). When left cannot be placed by name, by birth time if it is
+// known for left and for all of them (those created after left), else
+// those modified no earlier than left. The file at the path (by name, or
+// by device and inode in case it was renamed since it was opened) is left
+// out: it always comes last.
 func nextCandidates(
 	gens []gen,
 	left leftFile,
@@ -337,7 +340,7 @@ func nextCandidates(
 	curDev, curIno uint64,
 ) []gen {
 	var cands []gen
-	byBirth := !left.btime.IsZero()
+	byBirth := !rankKnown && !left.btime.IsZero()
 	for _, g := range gens {
 		if g.compressed || g.rank.kind == rankCurrent || (g.dev == curDev && g.ino == curIno) {
 			continue
