@@ -86,11 +86,16 @@ import (
 	"time"
 )
 
-// The private broker's listeners; nothing else uses these ports here.
-const (
-	brokerPort     = 39092
-	controllerPort = 39093
-)
+// The private broker's listeners: 39092 and 39093, or FAULTS_PORT and the
+// port after it, so that two runs can share a machine.
+var brokerPort, controllerPort = faultsPorts()
+
+func faultsPorts() (int, int) {
+	if p, err := strconv.Atoi(os.Getenv("FAULTS_PORT")); err == nil && p > 0 && p < 65535 {
+		return p, p + 1
+	}
+	return 39092, 39093
+}
 
 // settings are read from the environment once per test binary.
 type settings struct {
