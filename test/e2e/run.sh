@@ -25,34 +25,9 @@ work=${E2E_DIR:-$(mktemp -d /tmp/dovecot-kafka-e2e.XXXXXX)}
 imap_port=${IMAP_PORT:-10143}
 lmtp_port=${LMTP_PORT:-10024}
 
-for f in "$shared/scenario/imap_scenario.py" "$shared/golden/compare.py" "$shared/golden/expected/dovecot.jsonl"; do
-	[ -f "$f" ] || { echo "e2e: $f is missing; set SHARED to the shared/ folder" >&2; exit 1; }
-done
-
-daemon_pid=""
-cleanup() {
-	if [ -n "$daemon_pid" ] && kill -0 "$daemon_pid" 2>/dev/null; then
-		kill -TERM "$daemon_pid" 2>/dev/null || true
-		wait "$daemon_pid" 2>/dev/null || true
-	fi
-	"$repo/scripts/dovecot-test.sh" stop "$work/dovecot" >/dev/null 2>&1 || true
-}
-trap cleanup EXIT
-
-chmod 0755 "$work" # Dovecot's mail processes (vmail) must reach the instance below it
+# shellcheck source=test/e2e/lib.sh
+. "$repo/test/e2e/lib.sh"
 echo "e2e: working in $work"
-mkdir -p "$work/out"
-
-# A topic name per run keeps runs apart on a broker that is not fresh.
-run_id=$(date +%s)
-topic_dovecot="dovecot"
-topic_flags="flags"
-topic_feature="feature"
-if [ "${E2E_FRESH_TOPICS:-1}" = 1 ]; then
-	topic_dovecot="dovecot-$run_id"
-	topic_flags="flags-$run_id"
-	topic_feature="feature-$run_id"
-fi
 
 echo "e2e: building the daemon"
 (cd "$repo" && go build -o "$work/dovecot-kafka" .)
@@ -62,34 +37,7 @@ events="$work/dovecot/events/events.jsonl"
 EVENTS_FILE="$events" IMAP_PORT=$imap_port LMTP_PORT=$lmtp_port \
 	"$repo/scripts/dovecot-test.sh" start "$work/dovecot"
 
-# The three drivers of the reference setup, as the old driver's lines
-#   push_notification_driver  = kafka:topic=dovecot
-#   push_notification_driver2 = kafka:topic=flags events=FlagsClear,FlagsSet,MessageExpunge,MessageRead,MessageTrash keyword_prefix=$label send_flags=off
-#   push_notification_driver3 = kafka:topic=feature feature=kafka_push userdb=customer_id,plan
-cat >"$work/dovecot-kafka.toml" <<EOF
-events_file = "$events"
-checkpoint_file = "$work/state/checkpoint.json"
-checkpoint_interval = "200ms"
-log_format = "json"
-
-[kafka]
-brokers = "$brokers"
-
-[[driver]]
-topic = "$topic_dovecot"
-
-[[driver]]
-topic = "$topic_flags"
-events = "FlagsClear,FlagsSet,MessageExpunge,MessageRead,MessageTrash"
-keyword_prefix = "\$label"
-send_flags = "off"
-
-[[driver]]
-topic = "$topic_feature"
-feature = "kafka_push"
-userdb = "customer_id,plan"
-EOF
-mkdir -p "$work/state"
+reference_config "$events" "" >"$work/dovecot-kafka.toml"
 
 echo "e2e: starting the daemon"
 "$work/dovecot-kafka" -config "$work/dovecot-kafka.toml" 2>"$work/daemon.log" &
@@ -131,18 +79,8 @@ if grep -Eq 'push-events:|Panic|Fatal' "$work/dovecot/log/dovecot.log"; then
 fi
 
 echo "e2e: capturing the topics"
-python3 "$shared/scenario/capture_topics.py" --broker "$brokers" --out "$work/out" \
-	"$topic_dovecot" "$topic_flags" "$topic_feature" >/dev/null
-
 status=0
-for t in dovecot flags feature; do
-	var="topic_$t"
-	actual="$work/out/${!var}.jsonl"
-	echo "== $t"
-	if ! python3 "$shared/golden/compare.py" --exact "$shared/golden/expected/$t.jsonl" "$actual"; then
-		status=1
-	fi
-done
+compare_topics || status=1
 if [ $status -eq 0 ]; then
 	echo "e2e: MATCH for dovecot, flags and feature"
 else
